@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+// Chorus: multi-teacher on-policy distillation on CPU (OpenBLAS + zstd).
+import PackageDescription
+
+/// Release builds get -Ounchecked on the hot numeric modules only where the kernels
+/// bounds-check by construction; everything else keeps Swift's checks.
+let numericFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Chorus",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "chorus", targets: ["chorus"]),
+        .library(name: "ChorusModel", targets: ["ChorusModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libopenblas-dev, libzstd-dev).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        .target(name: "ChorusTensor", dependencies: ["CBLAS"], swiftSettings: numericFlags),
+        .target(name: "ChorusTokenizer"),
+        .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
+        .target(name: "ChorusCache", dependencies: ["CZstd"]),
+        .executableTarget(
+            name: "chorus",
+            dependencies: [
+                "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
+        .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,2 @@
+// OpenBLAS' cblas.h plus its thread-control entry points.
+#include <cblas.h>

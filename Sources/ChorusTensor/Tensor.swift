@@ -1,0 +1,55 @@
+/// A Float32 tensor: a row-major shape over one owned, 64-byte aligned buffer.
+///
+/// Reference semantics on purpose (like llm.c's flat buffers): activations, parameters and
+/// gradients are allocated once from explicit sizes and then written in place by the kernels.
+public final class Tensor: @unchecked Sendable {
+    /// Row-major dimensions, e.g. (B,T,C) is `[B, T, C]`.
+    public private(set) var shape: [Int]
+    /// Number of elements, the product of `shape`.
+    public private(set) var count: Int
+    /// The storage; valid for `count` elements (capacity may be larger after `reshape`).
+    public let data: UnsafeMutablePointer<Float>
+    /// Allocated element capacity.
+    public let capacity: Int
+
+    /// Allocates a zero-filled tensor of the given shape.
+    public init(shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        let n = shape.reduce(1, *)
+        self.shape = shape
+        self.count = n
+        self.capacity = max(n, 1)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: capacity * 4, alignment: 64)
+        self.data = raw.bindMemory(to: Float.self, capacity: capacity)
+        data.initialize(repeating: 0, count: capacity)
+    }
+
+    /// Allocates a tensor holding a copy of `values` with the given shape.
+    public convenience init(shape: [Int], values: [Float]) {
+        self.init(shape: shape)
+        precondition(values.count == count, "values.count \(values.count) != shape \(shape)")
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+    }
+
+    deinit { data.deallocate() }
+
+    /// Changes the shape in place; the element count must fit the capacity.
+    public func reshape(_ newShape: [Int]) {
+        let n = newShape.reduce(1, *)
+        precondition(n <= capacity, "reshape \(newShape) exceeds capacity \(capacity)")
+        shape = newShape
+        count = n
+    }
+
+    /// Sets every element to zero (one memset).
+    public func zero() { data.update(repeating: 0, count: count) }
+
+    /// A copy of the contents as an array (for tests and I/O, not hot loops).
+    public var array: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// The element at a flat index.
+    @inlinable public subscript(i: Int) -> Float {
+        get { data[i] }
+        set { data[i] = newValue }
+    }
+}

@@ -1,0 +1,1 @@
+// Placeholder: the byte-level BPE tokenizer lands with issue B.
