@@ -1,0 +1,108 @@
+import ChorusTensor
+import Foundation
+
+/// The set of safetensors files of a checkpoint: `model.safetensors`, or the shards named by
+/// `model.safetensors.index.json`.
+public struct CheckpointFiles {
+    /// Open files, each with its tensors.
+    public let files: [SafeTensorsFile]
+    /// Which file holds each tensor.
+    public let location: [String: SafeTensorsFile]
+
+    /// Opens the weights of a model directory, checking the shard index against the shards.
+    public init(directory: URL) throws {
+        let fm = FileManager.default
+        let single = directory.appendingPathComponent("model.safetensors")
+        let index = directory.appendingPathComponent("model.safetensors.index.json")
+        if fm.fileExists(atPath: index.path) {
+            guard let data = fm.contents(atPath: index.path),
+                  let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  let map = obj["weight_map"] as? [String: String]
+            else { throw CheckpointError.badIndex(file: index.path, detail: "no 'weight_map' object") }
+            var opened: [String: SafeTensorsFile] = [:]
+            var loc: [String: SafeTensorsFile] = [:]
+            for shard in Set(map.values).sorted() {
+                if shard.contains("/") { throw CheckpointError.badIndex(file: index.path, detail: "shard name '\(shard)' must be a file name") }
+                opened[shard] = try SafeTensorsFile(path: directory.appendingPathComponent(shard).path)
+            }
+            for (name, shard) in map {
+                let f = opened[shard]!
+                guard f.tensors[name] != nil else {
+                    throw CheckpointError.badIndex(file: index.path, detail: "tensor '\(name)' is mapped to \(shard) but is not in it")
+                }
+                loc[name] = f
+            }
+            for (shard, f) in opened {
+                for name in f.tensors.keys where map[name] != shard {
+                    throw CheckpointError.badIndex(file: index.path, detail: "tensor '\(name)' in \(shard) is not listed in weight_map")
+                }
+            }
+            files = opened.keys.sorted().map { opened[$0]! }
+            location = loc
+        } else if fm.fileExists(atPath: single.path) {
+            let f = try SafeTensorsFile(path: single.path)
+            files = [f]
+            location = Dictionary(uniqueKeysWithValues: f.tensors.keys.map { ($0, f) })
+        } else {
+            throw CheckpointError.fileNotFound(path: single.path)
+        }
+    }
+}
+
+extension TransformerModel {
+    /// Loads a Hugging Face model directory (config.json + safetensors), strictly: every
+    /// parameter must be present with the config's shape and a float dtype, and every tensor in
+    /// the files must be used (rotary `inv_freq` buffers, which transformers recomputes, and a
+    /// tied `lm_head.weight` are the only exceptions).
+    public static func load(directory: URL) throws -> TransformerModel {
+        let config = try ModelConfig(contentsOf: directory.appendingPathComponent("config.json"))
+        let model = TransformerModel(config: config)
+        try model.loadWeights(directory: directory)
+        return model
+    }
+
+    /// Fills the parameters from a directory's safetensors files (see `load`).
+    public func loadWeights(directory: URL) throws {
+        let ck = try CheckpointFiles(directory: directory)
+        var used = Set<String>()
+        for e in layout.entries {
+            guard let f = ck.location[e.name], let info = f.tensors[e.name] else {
+                throw CheckpointError.missingTensor(name: e.name, directory: directory.path)
+            }
+            guard info.dtype.isLoadableFloat else {
+                throw CheckpointError.unsupportedDType(file: f.path, tensor: e.name, dtype: info.dtype.rawValue)
+            }
+            guard info.shape == e.shape else {
+                throw CheckpointError.shapeMismatch(file: f.path, tensor: e.name, expected: e.shape, found: info.shape)
+            }
+            try f.read(e.name, into: p(e.offset))
+            used.insert(e.name)
+        }
+        for (name, f) in ck.location.sorted(by: { $0.key < $1.key }) where !used.contains(name) {
+            if name.hasSuffix("rotary_emb.inv_freq") { continue }
+            if name == "lm_head.weight" && config.tieWordEmbeddings {
+                // Some exporters write the tied head explicitly; accept it only if it really
+                // is the embedding.
+                let head = try f.readArray(name)
+                let emb = UnsafeBufferPointer(start: p(layout.embed), count: head.count)
+                if head.elementsEqual(emb) { continue }
+                throw CheckpointError.unusedTensor(name: name + " (differs from the tied embedding)", file: f.path)
+            }
+            throw CheckpointError.unusedTensor(name: name, file: f.path)
+        }
+    }
+
+    /// Writes the model as a Hugging Face directory: config.json and model.safetensors
+    /// (f32 or bf16), both atomically.
+    public func save(directory: URL, dtype: SafeTensorsDType = .f32) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var cfg = config
+        cfg.dtype = dtype == .bf16 ? "bfloat16" : "float32"
+        let entries = layout.entries.map {
+            SafeTensorsWriter.Entry(name: $0.name, shape: $0.shape, data: UnsafePointer(p($0.offset)))
+        }
+        try SafeTensorsWriter.write(entries, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
+        let d = try JSONSerialization.data(withJSONObject: cfg.jsonObject(), options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(d, to: directory.appendingPathComponent("config.json"))
+    }
+}

@@ -1,0 +1,272 @@
+import ChorusTensor
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Element types that can appear in a safetensors file.
+public enum SafeTensorsDType: String, Sendable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16"
+    case f64 = "F64", i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
+    case u16 = "U16", u32 = "U32", u64 = "U64", f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .f64, .i64, .u64: return 8
+        case .f32, .i32, .u32: return 4
+        case .f16, .bf16, .i16, .u16: return 2
+        case .i8, .u8, .bool, .f8e4m3, .f8e5m2: return 1
+        }
+    }
+
+    /// Whether Chorus can load it as a float parameter (f32, f16, bf16).
+    public var isLoadableFloat: Bool { self == .f32 || self == .f16 || self == .bf16 }
+}
+
+/// Errors reading or writing checkpoints; each names the file and, where relevant, the tensor.
+public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+    case fileNotFound(path: String)
+    case truncated(file: String, detail: String)
+    case badHeader(file: String, detail: String)
+    case badOffsets(file: String, tensor: String, detail: String)
+    case unsupportedDType(file: String, tensor: String, dtype: String)
+    case shapeMismatch(file: String, tensor: String, expected: [Int], found: [Int])
+    case missingTensor(name: String, directory: String)
+    case unusedTensor(name: String, file: String)
+    case badIndex(file: String, detail: String)
+    case writeFailed(file: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .fileNotFound(p): return "\(p): file not found"
+        case let .truncated(f, d): return "\(f): truncated safetensors file: \(d)"
+        case let .badHeader(f, d): return "\(f): invalid safetensors header: \(d)"
+        case let .badOffsets(f, t, d): return "\(f): tensor '\(t)': invalid data offsets: \(d)"
+        case let .unsupportedDType(f, t, d): return "\(f): tensor '\(t)': dtype \(d) is not allowed (expected F32, F16 or BF16)"
+        case let .shapeMismatch(f, t, e, s): return "\(f): tensor '\(t)': shape \(s) does not match the config's \(e)"
+        case let .missingTensor(n, d): return "\(d): missing tensor '\(n)'"
+        case let .unusedTensor(n, f): return "\(f): unexpected tensor '\(n)' (not used by this model)"
+        case let .badIndex(f, d): return "\(f): invalid sharded checkpoint index: \(d)"
+        case let .writeFailed(f, d): return "\(f): write failed: \(d)"
+        }
+    }
+}
+
+/// One tensor entry of a safetensors header.
+public struct SafeTensorInfo: Sendable {
+    public let name: String
+    public let dtype: SafeTensorsDType
+    public let shape: [Int]
+    /// Byte range relative to the start of the data section.
+    public let begin: Int, end: Int
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// A memory-mapped safetensors file: little-endian u64 header length, JSON header, data.
+///
+/// Every offset in the header is checked against the file size before any byte is read, so a
+/// header that lies produces an error naming the tensor, never an out-of-bounds read.
+public final class SafeTensorsFile: @unchecked Sendable {
+    /// Path of the file (for error messages).
+    public let path: String
+    /// Tensors by name, in header order.
+    public let tensors: [String: SafeTensorInfo]
+    /// Header `__metadata__` (string to string).
+    public let metadata: [String: String]
+    private let base: UnsafeRawPointer
+    private let mappedLength: Int
+    private let dataStart: Int
+
+    /// Maps and validates a safetensors file.
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        if fd < 0 { throw CheckpointError.fileNotFound(path: path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw CheckpointError.fileNotFound(path: path) }
+        let size = Int(st.st_size)
+        if size < 8 { throw CheckpointError.truncated(file: path, detail: "\(size) bytes, shorter than the 8-byte header length") }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw CheckpointError.truncated(file: path, detail: "mmap failed (errno \(errno))")
+        }
+        let base = UnsafeRawPointer(p)
+        do {
+            (tensors, metadata, dataStart) = try SafeTensorsFile.parse(base: base, size: size, path: path)
+        } catch {
+            munmap(p, size)
+            throw error
+        }
+        self.base = base
+        self.mappedLength = size
+    }
+
+    /// Validates the header of a mapped file: returns tensors, metadata and the data offset.
+    private static func parse(base: UnsafeRawPointer, size: Int, path: String) throws
+        -> ([String: SafeTensorInfo], [String: String], Int) {
+
+        let headerLen = Int(UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
+        if headerLen <= 0 || headerLen > 100_000_000 {
+            throw CheckpointError.badHeader(file: path, detail: "header length \(headerLen) is not plausible")
+        }
+        if 8 + headerLen > size {
+            throw CheckpointError.truncated(file: path, detail: "header claims \(headerLen) bytes but the file has \(size - 8) after the length")
+        }
+        let dataStart = 8 + headerLen
+        let headerData = Data(bytes: base + 8, count: headerLen)
+        guard let obj = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+            throw CheckpointError.badHeader(file: path, detail: "header is not a JSON object")
+        }
+        let dataSize = size - dataStart
+        var infos: [String: SafeTensorInfo] = [:]
+        var meta: [String: String] = [:]
+        for (name, v) in obj {
+            if name == "__metadata__" {
+                if let m = v as? [String: Any] { for (k, x) in m { meta[k] = "\(x)" } }
+                continue
+            }
+            guard let e = v as? [String: Any], let ds = e["dtype"] as? String,
+                  let shapeN = e["shape"] as? [NSNumber], let offN = e["data_offsets"] as? [NSNumber], offN.count == 2
+            else { throw CheckpointError.badHeader(file: path, detail: "entry '\(name)' lacks dtype, shape or data_offsets") }
+            guard let dt = SafeTensorsDType(rawValue: ds) else {
+                throw CheckpointError.unsupportedDType(file: path, tensor: name, dtype: ds)
+            }
+            let shape = shapeN.map(\.intValue)
+            if shape.contains(where: { $0 < 0 }) { throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' has a negative dimension") }
+            let b = offN[0].intValue, en = offN[1].intValue
+            var numel = 1
+            for d in shape {
+                let (r, o) = numel.multipliedReportingOverflow(by: d)
+                if o { throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' shape overflows") }
+                numel = r
+            }
+            if b < 0 || en < b { throw CheckpointError.badOffsets(file: path, tensor: name, detail: "[\(b), \(en)] is not a range") }
+            if en > dataSize {
+                throw CheckpointError.badOffsets(file: path, tensor: name, detail: "end \(en) is past the data section (\(dataSize) bytes; file truncated or header lies)")
+            }
+            if en - b != numel * dt.size {
+                throw CheckpointError.badOffsets(file: path, tensor: name, detail: "\(en - b) bytes for \(numel) \(ds) elements")
+            }
+            infos[name] = SafeTensorInfo(name: name, dtype: dt, shape: shape, begin: b, end: en)
+        }
+        // Tensors must not overlap (the reference library also requires full coverage).
+        let sorted = infos.values.sorted { $0.begin < $1.begin }
+        var cursor = 0
+        for t in sorted {
+            if t.begin < cursor { throw CheckpointError.badOffsets(file: path, tensor: t.name, detail: "overlaps the previous tensor") }
+            cursor = t.end
+        }
+        return (infos, meta, dataStart)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), mappedLength) }
+
+    /// Raw bytes of a tensor (valid while this object lives).
+    public func rawBytes(_ info: SafeTensorInfo) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + dataStart + info.begin, count: info.end - info.begin)
+    }
+
+    /// Converts a float tensor into `dst` (elementCount floats).
+    public func read(_ name: String, into dst: UnsafeMutablePointer<Float>) throws {
+        guard let info = tensors[name] else { throw CheckpointError.missingTensor(name: name, directory: path) }
+        guard info.dtype.isLoadableFloat else { throw CheckpointError.unsupportedDType(file: path, tensor: name, dtype: info.dtype.rawValue) }
+        let raw = rawBytes(info)
+        let n = info.elementCount
+        switch info.dtype {
+        case .f32:
+            // The data section need not be 4-byte aligned relative to the map; copy bytewise.
+            memcpy(dst, raw.baseAddress!, n * 4)
+        case .bf16:
+            for i in 0..<n { dst[i] = HalfConversion.bf16ToFloat(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+        case .f16:
+            for i in 0..<n { dst[i] = HalfConversion.f16ToFloat(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+        default: break
+        }
+    }
+
+    /// Reads a float tensor into a new array.
+    public func readArray(_ name: String) throws -> [Float] {
+        guard let info = tensors[name] else { throw CheckpointError.missingTensor(name: name, directory: path) }
+        var out = [Float](repeating: 0, count: info.elementCount)
+        try out.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!) }
+        return out
+    }
+}
+
+/// Writes safetensors files (F32 or BF16) that the Python `safetensors` library reads back
+/// bit-exactly. Tensors are laid out in the order given; the header is space-padded to a
+/// multiple of 8 bytes as the reference writer does.
+public enum SafeTensorsWriter {
+    /// One tensor to write: name, shape, f32 values (converted when `dtype` is bf16).
+    public struct Entry {
+        public var name: String
+        public var shape: [Int]
+        public var data: UnsafePointer<Float>
+        public init(name: String, shape: [Int], data: UnsafePointer<Float>) {
+            self.name = name; self.shape = shape; self.data = data
+        }
+    }
+
+    /// Writes `entries` to `url` atomically (temp file + fsync + rename).
+    public static func write(_ entries: [Entry], dtype: SafeTensorsDType = .f32, metadata: [String: String] = ["format": "pt"], to url: URL) throws {
+        precondition(dtype == .f32 || dtype == .bf16, "writer supports F32 and BF16")
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for e in entries {
+            let n = e.shape.reduce(1, *) * dtype.size
+            header[e.name] = ["dtype": dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + n]]
+            offset += n
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data(capacity: 8 + json.count + offset)
+        var len = UInt64(json.count).littleEndian
+        withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
+        out.append(json)
+        for e in entries {
+            let n = e.shape.reduce(1, *)
+            switch dtype {
+            case .f32:
+                out.append(UnsafeBufferPointer(start: e.data, count: n))
+            default:
+                var tmp = [UInt16](repeating: 0, count: n)
+                for i in 0..<n { tmp[i] = HalfConversion.floatToBF16(e.data[i]).littleEndian }
+                tmp.withUnsafeBufferPointer { out.append($0) }
+            }
+        }
+        try AtomicFile.write(out, to: url)
+    }
+}
+
+/// Crash-safe file replacement: write a temporary sibling, fsync it, rename over the target,
+/// fsync the directory. A reader sees the old file or the complete new one, never a torn one.
+public enum AtomicFile {
+    /// Atomically replaces `url` with `data`.
+    public static func write(_ data: Data, to url: URL) throws {
+        let dir = url.deletingLastPathComponent().path
+        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { throw CheckpointError.writeFailed(file: url.path, detail: "cannot create \(tmp) (errno \(errno))") }
+        var ok = false
+        defer { if !ok { close(fd); unlink(tmp) } }
+        try data.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let w = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+                if w <= 0 { throw CheckpointError.writeFailed(file: url.path, detail: "write error (errno \(errno))") }
+                off += w
+            }
+        }
+        if fsync(fd) != 0 { throw CheckpointError.writeFailed(file: url.path, detail: "fsync failed") }
+        close(fd)
+        ok = true
+        if rename(tmp, url.path) != 0 {
+            unlink(tmp)
+            throw CheckpointError.writeFailed(file: url.path, detail: "rename failed (errno \(errno))")
+        }
+        let dfd = open(dir, O_RDONLY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+}

@@ -1,0 +1,64 @@
+import ChorusModel
+import ChorusTensor
+import Foundation
+import XCTest
+
+/// Locations of the committed fixtures (see Fixtures/make_fixtures.py).
+enum Fixtures {
+    static var root: URL { Bundle.module.resourceURL!.appendingPathComponent("Fixtures") }
+    static var models: URL { root.appendingPathComponent("models") }
+    static func model(_ name: String) -> URL { models.appendingPathComponent(name) }
+    static let modelNames = [
+        "llama_untied_f32", "llama_tied_bias_bf16", "qwen2_untied_f32", "qwen2_tied_f16",
+        "qwen3_tied_f32", "qwen3_untied_bf16_sharded",
+    ]
+
+    /// The expected log-softmax matrices recorded by transformers: (tokens, logprobs (T, V)).
+    static func expected(_ name: String) throws -> [([Int], [Float])] {
+        let f = try SafeTensorsFile(path: model(name).appendingPathComponent("expected.safetensors").path)
+        var out: [([Int], [Float])] = []
+        var i = 0
+        while f.tensors["tokens_\(i)"] != nil {
+            let toks = try f.readArray("tokens_\(i)").map { Int($0) }
+            out.append((toks, try f.readArray("logprobs_\(i)")))
+            i += 1
+        }
+        return out
+    }
+}
+
+/// A fresh temporary directory, removed at the end of the test.
+func temporaryDirectory(_ test: XCTestCase) -> URL {
+    let u = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-test-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: u) }
+    return u
+}
+
+/// Copies a fixture model into a temporary directory so a test may damage it.
+func copyFixture(_ name: String, _ test: XCTestCase) -> URL {
+    let dst = temporaryDirectory(test).appendingPathComponent(name)
+    try! FileManager.default.copyItem(at: Fixtures.model(name), to: dst)
+    return dst
+}
+
+/// Largest absolute difference, asserting equal lengths.
+func maxAbsDiff(_ a: [Float], _ b: [Float], file: StaticString = #filePath, line: UInt = #line) -> Float {
+    XCTAssertEqual(a.count, b.count, "length mismatch", file: file, line: line)
+    var m: Float = 0
+    for (x, y) in zip(a, b) { m = max(m, abs(x - y)); if x.isNaN != y.isNaN { return .infinity } }
+    return m
+}
+
+/// Asserts that `body` throws an error whose description contains every fragment.
+func assertThrows<T>(_ body: @autoclosure () throws -> T, containing fragments: [String],
+                     file: StaticString = #filePath, line: UInt = #line) {
+    do {
+        _ = try body()
+        XCTFail("expected an error containing \(fragments)", file: file, line: line)
+    } catch {
+        let msg = "\(error)"
+        for f in fragments { XCTAssertTrue(msg.contains(f), "error '\(msg)' lacks '\(f)'", file: file, line: line) }
+        XCTAssertFalse(msg.contains("\n"), "error message must be one line: \(msg)", file: file, line: line)
+    }
+}
