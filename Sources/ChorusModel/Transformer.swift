@@ -255,14 +255,14 @@ extension TransformerModel {
                     let m = min(blk, r.count - i0)
                     let nkv = r.start + i0 + m   // keys visible to the last query of the block
                     gemm(.none, .transpose, m: m, n: nkv, k: D, alpha: scale,
-                         a: qkv + (r.row + i0) * Q + head * D, lda: Q, b: kBase, ldb: ldkv, c: S, ldc: nkv)
+                         a: qkv + (r.row + i0) * Q + head * D, lda: Q, b: kBase, ldb: ldkv, c: S, ldc: nkv, parallel: false)
                     for i in 0..<m {
                         let valid = r.start + i0 + i + 1
                         softmaxRowInPlace(S + i * nkv, count: valid)
                         if valid < nkv { (S + i * nkv + valid).update(repeating: 0, count: nkv - valid) }
                     }
                     gemm(.none, .none, m: m, n: D, k: nkv, a: S, lda: nkv, b: vBase, ldb: ldkv,
-                         c: att + (r.row + i0) * A + head * D, ldc: A)
+                         c: att + (r.row + i0) * A + head * D, ldc: A, parallel: false)
                     i0 += m
                 }
             }
@@ -270,7 +270,7 @@ extension TransformerModel {
         if workers == 1 {
             body(0)
         } else {
-            BLAS.singleThreaded { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+            DispatchQueue.concurrentPerform(iterations: workers, execute: body)
         }
     }
 

@@ -1,4 +1,5 @@
 import CBLAS
+import Dispatch
 
 /// Whether a gemm operand is used as stored or transposed.
 public enum Transpose: Sendable { case none, transpose }
@@ -10,6 +11,12 @@ public enum Transpose: Sendable { case none, transpose }
 /// strides of the matrices *as stored* (so a transposed A stored as (K,M) has lda >= M).
 /// Strided leading dimensions let callers multiply sub-blocks (one attention head inside a
 /// fused QKV buffer) without copying.
+///
+/// OpenBLAS itself runs single-threaded (see `BLAS`); when `parallel` is true and the product
+/// is large, this wrapper splits C into `Parallel.threads` row blocks (or column blocks when M
+/// is small) and runs one sgemm per worker. Owning the threads avoids OpenBLAS' spinning
+/// workers competing with Chorus' own parallel kernels on a 2-core machine. Pass
+/// `parallel: false` from inside a parallel region.
 @inline(__always)
 public func gemm(
     _ transA: Transpose, _ transB: Transpose,
@@ -18,14 +25,42 @@ public func gemm(
     a: UnsafePointer<Float>, lda: Int,
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0,
-    c: UnsafeMutablePointer<Float>, ldc: Int
+    c: UnsafeMutablePointer<Float>, ldc: Int,
+    parallel: Bool = true
 ) {
     if m == 0 || n == 0 { return }
     if k == 0 {
         // BLAS would only scale C; keep the contract explicit.
-        for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } }
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : c[i * ldc + j] * beta } }
         return
     }
+    let workers = Parallel.threads
+    if !parallel || workers == 1 || m * n * k < 1 << 20 {
+        sgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    }
+    if m >= 16 * workers {
+        // Split rows of C (and of op(A)).
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lo = m * w / workers, hi = m * (w + 1) / workers
+            let aOff = transA == .none ? lo * lda : lo
+            sgemmSerial(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
+        }
+    } else {
+        // Few rows (decoding): split columns of C (and of op(B)), in multiples of 16.
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lo = (n * w / workers) & ~15, hi = w == workers - 1 ? n : (n * (w + 1) / workers) & ~15
+            if hi <= lo { return }
+            let bOff = transB == .none ? lo : lo * ldb
+            sgemmSerial(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
+        }
+    }
+}
+
+@inline(__always)
+func sgemmSerial(_ transA: Transpose, _ transB: Transpose, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                 _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                 _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
     cblas_sgemm(
         CblasRowMajor,
         transA == .none ? CblasNoTrans : CblasTrans,
@@ -33,21 +68,11 @@ public func gemm(
         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
-/// Controls OpenBLAS' worker threads. Chorus sets this once from `Parallel.threads` and drops
-/// to one thread inside its own parallel regions so the two never oversubscribe the cores.
+/// OpenBLAS thread control. Chorus keeps OpenBLAS single-threaded and parallelises around it
+/// (see `gemm`), so the cores are never oversubscribed.
 public enum BLAS {
     /// Sets the number of OpenBLAS threads.
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
     /// The number of OpenBLAS threads currently configured.
     public static var threads: Int { Int(openblas_get_num_threads()) }
-
-    /// Runs `body` with OpenBLAS single-threaded (for gemm calls made from inside a
-    /// `parallelFor`), restoring the previous count afterwards.
-    public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
-        let old = threads
-        if old == 1 { return try body() }
-        setThreads(1)
-        defer { setThreads(old) }
-        return try body()
-    }
 }

@@ -94,7 +94,7 @@ public struct RowStats: Sendable {
 public func rowStats(_ x: UnsafePointer<Float>, count n: Int) -> RowStats {
     var mv = FloatVec(repeating: -.infinity)
     var j = 0
-    while j + 8 <= n { mv = pointwiseMax(mv, loadVec(x + j)); j += 8 }
+    while j + 8 <= n { let v = loadVec(x + j); mv.replace(with: v, where: v .> mv); j += 8 }
     var m = mv.max()
     while j < n { m = Swift.max(m, x[j]); j += 1 }
     var sv = FloatVec(), tv = FloatVec()
@@ -131,7 +131,7 @@ public func logSoftmaxInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols 
 public func softmaxRowInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
     var mv = FloatVec(repeating: -.infinity)
     var j = 0
-    while j + 8 <= n { mv = pointwiseMax(mv, loadVec(x + j)); j += 8 }
+    while j + 8 <= n { let v = loadVec(x + j); mv.replace(with: v, where: v .> mv); j += 8 }
     var m = mv.max()
     while j < n { m = Swift.max(m, x[j]); j += 1 }
     var sv = FloatVec()

@@ -12,21 +12,22 @@ public enum Parallel {
     /// Number of threads kernels split work across.
     public static var threads: Int { _threads }
 
-    /// Sets the thread count for Chorus kernels and OpenBLAS together.
+    /// Sets the thread count for Chorus kernels and the gemm wrapper (OpenBLAS stays
+    /// single-threaded; `gemm` splits large products across these workers itself).
     public static func configure(threads: Int) {
         _threads = max(1, threads)
-        BLAS.setThreads(_threads)
+        BLAS.setThreads(1)
     }
 
-    /// Applies the current thread count to OpenBLAS (call once at start-up).
-    public static func applyToBLAS() { BLAS.setThreads(_threads) }
+    /// Makes OpenBLAS single-threaded (call once at start-up; `configure` does it too).
+    public static func applyToBLAS() { BLAS.setThreads(1) }
 }
 
 /// Runs `body(chunkStart, chunkEnd)` over `0..<n` split into contiguous chunks, one per worker,
 /// in parallel when `n * costPerItem` is large enough to pay for the thread hand-off.
 ///
 /// Work is split statically so results are deterministic for a given thread count.
-/// OpenBLAS is made single-threaded for the duration so nested gemms do not oversubscribe.
+/// Gemm calls inside `body` must pass `parallel: false`.
 @inline(__always)
 public func parallelFor(_ n: Int, costPerItem: Int = 1024, _ body: (Int, Int) -> Void) {
     let workers = min(Parallel.threads, n)
@@ -34,11 +35,9 @@ public func parallelFor(_ n: Int, costPerItem: Int = 1024, _ body: (Int, Int) ->
         if n > 0 { body(0, n) }
         return
     }
-    BLAS.singleThreaded {
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let lo = n * w / workers
-            let hi = n * (w + 1) / workers
-            if lo < hi { body(lo, hi) }
-        }
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+        let lo = n * w / workers
+        let hi = n * (w + 1) / workers
+        if lo < hi { body(lo, hi) }
     }
 }

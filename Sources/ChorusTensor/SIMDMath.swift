@@ -18,12 +18,18 @@ public func storeVec(_ v: FloatVec, _ p: UnsafeMutablePointer<Float>) {
 }
 
 /// exp(x) lane-wise, relative error about 2 ulp over [-87, 88]; inputs below -87.3 give ~0,
-/// above 88.7 are clamped.
+/// above 88 are clamped.
 @inline(__always)
 public func vexp(_ x0: FloatVec) -> FloatVec {
-    var x = x0.clamped(lowerBound: FloatVec(repeating: -87.3), upperBound: FloatVec(repeating: 88.7))
+    var x = x0
+    let lo = FloatVec(repeating: -87.3), hi = FloatVec(repeating: 88.0)
+    x.replace(with: lo, where: x .< lo)
+    x.replace(with: hi, where: x .> hi)
     // exp(x) = 2^n * exp(r), n = round(x / ln2), r = x - n ln2 (two-part ln2 for accuracy).
-    let fx = (x * 1.442_695_04).rounded(.toNearestOrEven)
+    // Rounding via the 1.5·2^23 trick: the low mantissa bits of t hold n, no int conversion.
+    let magic: Float = 12_582_912
+    let t = x * 1.442_695_04 + magic
+    let fx = t - magic
     x = x - fx * 0.693_359_375
     x = x + fx * 2.121_944_4e-4
     let z = x * x
@@ -34,8 +40,8 @@ public func vexp(_ x0: FloatVec) -> FloatVec {
     y = y * x + 1.666_666_5e-1
     y = y * x + 5.000_000_1e-1
     y = y * z + x + 1
-    let n = SIMD8<Int32>(truncatingIfNeeded: SIMD8<Int32>(fx)) &+ 127
-    let pow2 = unsafeBitCast(n &<< 23, to: FloatVec.self)
+    let n = unsafeBitCast(t, to: SIMD8<UInt32>.self) &- unsafeBitCast(FloatVec(repeating: magic), to: SIMD8<UInt32>.self)
+    let pow2 = unsafeBitCast((n &+ 127) &<< 23, to: FloatVec.self)
     return y * pow2
 }
 

@@ -1,0 +1,63 @@
+import ArgumentParser
+import ChorusModel
+import ChorusTensor
+import Foundation
+
+/// `chorus bench`: throughput of a model directory or a built-in random-weight shape.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure forward, decode (and training) throughput; prints one JSON object.",
+        discussion: "Without --model a built-in Qwen3-shaped model with random weights is used: "
+            + BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ") + ".")
+
+    @Option(help: "A Hugging Face model directory (default: a built-in shape).")
+    var model: String?
+
+    @Option(help: "Built-in shape when --model is not given.")
+    var shape: String = BuiltinShape.qwen3_23m.rawValue
+
+    @Option(help: "Sequences per batch.")
+    var batch: Int = 4
+
+    @Option(help: "Tokens per sequence.")
+    var seq: Int = 256
+
+    @Option(name: .customLong("decode-steps"), help: "Tokens decoded per sequence in the decode measurement.")
+    var decodeSteps: Int = 32
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print JSON only (the default output is JSON too; this flag keeps scripts explicit).")
+    var json = false
+
+    func validate() throws {
+        if batch <= 0 || seq <= 1 { throw ValidationError("--batch must be >= 1 and --seq >= 2") }
+        if model == nil && BuiltinShape(rawValue: shape) == nil {
+            throw ValidationError("unknown --shape '\(shape)' (valid: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+    }
+
+    func run() throws {
+        Parallel.configure(threads: threads ?? Parallel.threads)
+        let m: TransformerModel
+        var name = shape
+        if let dir = model {
+            m = try TransformerModel.load(directory: URL(fileURLWithPath: dir))
+            name = dir
+        } else {
+            m = TransformerModel(config: BuiltinShape(rawValue: shape)!.config)
+            m.initializeRandom(seed: 0)
+        }
+        var pairs: [(String, String)] = [
+            ("model", JSONText.string(name)),
+            ("parameters", "\(m.config.parameterCount)"),
+            ("batch", "\(batch)"), ("seq", "\(seq)"), ("threads", "\(Parallel.threads)"),
+        ]
+        for (k, v) in try ModelBenchmark.inference(model: m, batch: batch, seq: seq, decodeSteps: decodeSteps) {
+            pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
+        }
+        pairs.append(("sgemm_gflops", JSONText.number((ModelBenchmark.gemmGFLOPs() * 100).rounded() / 100)))
+        emit(JSONText.object(pairs))
+    }
+}
