@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libopenblas-dev, libzstd-dev).
@@ -25,10 +26,12 @@ let package = Package(
         .target(name: "ChorusTokenizer"),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
         .target(name: "ChorusCache", dependencies: ["CZstd"]),
+        .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
+        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache",
+                "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -36,6 +39,8 @@ let package = Package(
         .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache"]),
+        .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

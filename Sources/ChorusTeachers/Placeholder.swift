@@ -1,0 +1,1 @@
+// Placeholder: teacher pool and aggregators land with issue D.

@@ -1,0 +1,1 @@
+// Placeholder: training core lands with issue C.
