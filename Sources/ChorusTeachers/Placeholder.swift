@@ -1,1 +1,0 @@
-// Placeholder: teacher pool and aggregators land with issue D.
