@@ -1,0 +1,115 @@
+import ChorusModel
+import ChorusTeachers
+import ChorusTensor
+import Foundation
+import XCTest
+
+final class PrefixSharingTests: XCTestCase {
+    func testSharedPrefixEqualsIndependentScoring() throws {
+        let m = tinyModel(seed: 5)
+        let shared = CheckpointTeacher(name: "s", model: m)
+        let alone = CheckpointTeacher(name: "i", model: m)
+        alone.scorer.sharePrefix = false
+        let g = sampleGroup()
+        let a = try shared.score(g, topK: 4, fullDistribution: true), b = try alone.score(g, topK: 4, fullDistribution: true)
+        XCTAssertEqual(a.map { $0.positions.count }, g.responses.map(\.count))
+        for (x, y) in zip(a, b) {
+            XCTAssertLessThan(maxDiff(x.positions.map(\.logprob), y.positions.map(\.logprob)), 1e-4)
+            XCTAssertLessThan(maxDiff(x.positions.map(\.entropy), y.positions.map(\.entropy)), 1e-4)
+            XCTAssertEqual(x.positions.map(\.topIds), y.positions.map(\.topIds))
+            XCTAssertLessThan(maxDiff(x.logProbabilities!.array, y.logProbabilities!.array), 1e-4)
+        }
+        // And both equal scoring each whole sequence on its own.
+        for (r, resp) in g.responses.enumerated() {
+            let full = try m.scoreSequence(g.prompt + resp, from: g.prompt.count)
+            XCTAssertLessThan(maxDiff(a[r].positions.map(\.logprob), full.compactMap { $0?.logprob }), 1e-4)
+        }
+        // A tiny KV budget forces one fork per batch: same result.
+        shared.scorer.kvBudgetBytes = 1
+        let c = try shared.score(g)
+        for (x, y) in zip(a, c) { XCTAssertLessThan(maxDiff(x.positions.map(\.logprob), y.positions.map(\.logprob)), 1e-5) }
+    }
+
+    func testForkCopiesFilledPositions() throws {
+        let m = tinyModel(seed: 6)
+        let ws = ForwardWorkspace()
+        let cache = KVCache(config: m.config, capacity: 4)
+        _ = try m.forwardHidden([Segment(tokens: [1, 2, 3], cache: cache)], workspace: ws)
+        let f = cache.fork(capacity: 10)
+        XCTAssertEqual(f.length, 3)
+        XCTAssertEqual(f.capacity, 10)
+        let h1 = Array(UnsafeBufferPointer(start: try m.forwardHidden([Segment(tokens: [4, 5], cache: f)], workspace: ws), count: 2 * 32))
+        let h2 = try m.forwardHidden([Segment(tokens: [1, 2, 3, 4, 5])], workspace: ws)
+        XCTAssertLessThan(maxDiff(h1, Array(UnsafeBufferPointer(start: h2 + 3 * 32, count: 2 * 32))), 1e-5)
+        XCTAssertEqual(cache.length, 3, "the original is untouched")
+    }
+
+    func testSelfTeacherScoresResponseAfterRenderedContext() throws {
+        let m = tinyModel(seed: 8)
+        let enc = CharEncoder(vocab: 64)
+        let tpl = try PrivilegedTemplate("Solution: {answer}\n{prompt}", teacher: "self")
+        XCTAssertEqual(tpl.placeholders, ["answer"])
+        let t = SelfTeacher(name: "self", model: m, template: tpl, encoder: enc)
+        var g = sampleGroup()
+        g.privileged = ["answer": "42"]
+        let ctx = try t.context(for: g)
+        XCTAssertEqual(ctx, enc.encode("Solution: 42\n") + g.prompt)
+        let s = try t.score(g)
+        for (r, resp) in g.responses.enumerated() {
+            XCTAssertEqual(s[r].positions.count, resp.count, "only response positions")
+            let full = try m.scoreSequence(ctx + resp, from: ctx.count)
+            XCTAssertLessThan(maxDiff(s[r].positions.map(\.logprob), full.compactMap { $0?.logprob }), 1e-4)
+        }
+        // The privileged context changes the scores.
+        let plain = try CheckpointTeacher(name: "p", model: m).score(g)
+        XCTAssertGreaterThan(maxDiff(plain[0].positions.map(\.logprob), s[0].positions.map(\.logprob)), 1e-3)
+        g.privileged = [:]
+        assertThrows(try t.context(for: g), containing: ["{answer}"])
+        assertThrows(try PrivilegedTemplate("no prompt here", teacher: "x"), containing: ["{prompt}"])
+        // A BOS at the prompt's start stays first.
+        var c = m.config
+        c.bosTokenId = 1
+        let mb = TransformerModel(config: c)
+        let tb = SelfTeacher(name: "b", model: mb, template: tpl, encoder: enc)
+        g.privileged = ["answer": "7"]
+        XCTAssertEqual(try tb.context(for: g), [1] + enc.encode("Solution: 7\n") + g.prompt.dropFirst())
+    }
+
+    func testFingerprintsAreStableAndDistinguish() throws {
+        let dir = temporaryDirectory(self)
+        try writeModel(dir.appendingPathComponent("a"), seed: 1)
+        try writeModel(dir.appendingPathComponent("b"), seed: 2)
+        let a1 = try CheckpointTeacher(name: "a", directory: dir.appendingPathComponent("a")).fingerprint()
+        let a2 = try CheckpointTeacher(name: "a2", directory: dir.appendingPathComponent("a")).fingerprint()
+        let b = try CheckpointTeacher(name: "b", directory: dir.appendingPathComponent("b")).fingerprint()
+        XCTAssertEqual(a1, a2)
+        XCTAssertNotEqual(a1, b)
+        XCTAssertEqual(a1.count, 64)
+        let m = try TransformerModel.load(directory: dir.appendingPathComponent("a"))
+        let tpl1 = try PrivilegedTemplate("A {prompt}", teacher: "s"), tpl2 = try PrivilegedTemplate("B {prompt}", teacher: "s")
+        let s1 = try SelfTeacher(name: "s", model: m, template: tpl1, encoder: CharEncoder(vocab: 64), directory: dir.appendingPathComponent("a")).fingerprint()
+        let s2 = try SelfTeacher(name: "s", model: m, template: tpl2, encoder: CharEncoder(vocab: 64), directory: dir.appendingPathComponent("a")).fingerprint()
+        XCTAssertNotEqual(s1, s2)
+        XCTAssertNotEqual(s1, a1)
+    }
+
+    func testAddingVocabularyRowsKeepsOldLogitsAndUsesMeanRows() throws {
+        let m = tinyModel(seed: 9)
+        let g = m.addingVocabularyRows(3)
+        XCTAssertEqual(g.config.vocabSize, 67)
+        let C = 32
+        for base in [g.layout.embed, g.layout.lmHead] {
+            for j in 0..<C {
+                var mean: Double = 0
+                let oldBase = base == g.layout.embed ? m.layout.embed : m.layout.lmHead
+                for r in 0..<64 { mean += Double(m.p(oldBase)[r * C + j]) }
+                for r in 64..<67 { XCTAssertEqual(Double(g.p(base)[r * C + j]), mean / 64, accuracy: 1e-5) }
+            }
+        }
+        let ws = ForwardWorkspace()
+        let h1 = Array(UnsafeBufferPointer(start: try m.forwardHidden([Segment(tokens: [3, 4, 5])], workspace: ws), count: 3 * C))
+        let h2 = Array(UnsafeBufferPointer(start: try g.forwardHidden([Segment(tokens: [3, 4, 5])], workspace: ws), count: 3 * C))
+        XCTAssertEqual(h1, h2)
+        XCTAssertNoThrow(try g.forwardHidden([Segment(tokens: [66, 4])], workspace: ws))
+    }
+}
