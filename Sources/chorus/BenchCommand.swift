@@ -57,7 +57,11 @@ struct Bench: ParsableCommand {
         for (k, v) in try ModelBenchmark.inference(model: m, batch: batch, seq: seq, decodeSteps: decodeSteps) {
             pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
         }
-        pairs.append(("sgemm_gflops", JSONText.number((ModelBenchmark.gemmGFLOPs() * 100).rounded() / 100)))
+        let train = try ModelBenchmark.training(model: m, batch: batch, seq: seq)
+        for (k, v) in train { pairs.append((k, JSONText.number((v * 100).rounded() / 100))) }
+        let peak = ModelBenchmark.gemmGFLOPs()
+        pairs.append(("train_share_of_sgemm", JSONText.number((train[1].1 / peak * 1000).rounded() / 1000)))
+        pairs.append(("sgemm_gflops", JSONText.number((peak * 100).rounded() / 100)))
         emit(JSONText.object(pairs))
     }
 }
