@@ -113,7 +113,8 @@ struct AddedTokenMatcher {
     }
 }
 
-// Helpers over UTF-8 bytes mirroring Rust's char::is_alphanumeric / char::is_whitespace.
+// Helpers over UTF-8 bytes mirroring the Rust `regex` crate's Unicode `\w` and `\s`, which HF
+// uses for single_word (`\w$`, `^\w`) and lstrip/rstrip (`\s*$`, `^\s*`).
 
 /// Decodes the scalar that ends just before byte `end` (walking back over continuation bytes).
 private func scalarBefore(_ text: [UInt8], _ lower: Int, _ end: Int) -> (Unicode.Scalar, Int)? {
@@ -130,22 +131,23 @@ private func decodeScalar(_ text: [UInt8], _ i: Int) -> Unicode.Scalar {
     return "\u{FFFD}"
 }
 
-private func isAlphanumeric(_ s: Unicode.Scalar) -> Bool {
+/// `\w`: Alphabetic, marks, decimal digits, connector punctuation, joiners (UTS #18 word).
+private func isWordCharacter(_ s: Unicode.Scalar) -> Bool {
     let p = s.properties
     switch p.generalCategory {
-    case .decimalNumber, .letterNumber, .otherNumber: return true
-    default: return p.isAlphabetic
+    case .decimalNumber, .nonspacingMark, .spacingMark, .enclosingMark, .connectorPunctuation: return true
+    default: return p.isAlphabetic || p.isJoinControl
     }
 }
 
 private func endsWithWord(_ text: [UInt8], _ lower: Int, _ end: Int) -> Bool {
     guard let (s, _) = scalarBefore(text, lower, end) else { return false }
-    return isAlphanumeric(s)
+    return isWordCharacter(s)
 }
 
 private func startsWithWord(_ text: [UInt8], _ start: Int, _ upper: Int) -> Bool {
     guard start < upper else { return false }
-    return isAlphanumeric(decodeScalar(text, start))
+    return isWordCharacter(decodeScalar(text, start))
 }
 
 /// Start of the whitespace run that ends at `end` (HF `space_leftmost_at_end`).
