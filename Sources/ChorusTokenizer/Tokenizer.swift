@@ -42,7 +42,11 @@ public final class Tokenizer: @unchecked Sendable {
         } catch {
             throw TokenizerError.unreadableFile(path: url.path, reason: Self.shortReason(error))
         }
-        try self.init(data: data)
+        do {
+            try self.init(data: data)
+        } catch let error as TokenizerError {
+            throw TokenizerError.inFile(path: url.path, error)
+        }
     }
 
     /// Parses tokenizer.json bytes.

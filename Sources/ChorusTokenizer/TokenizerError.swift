@@ -26,6 +26,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unknownId(Int)
     /// The trainer was asked for something it cannot produce.
     case invalidTrainingRequest(reason: String)
+    /// Any of the above, raised while loading the file at `path`.
+    indirect case inFile(path: String, TokenizerError)
 
     public var description: String {
         let text: String
@@ -42,6 +44,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             text = "tokenizer.json: merge '\(merge)' uses token '\(token)' that is not in model.vocab"
         case let .unknownId(id): text = "token id \(id) is not in the vocabulary"
         case let .invalidTrainingRequest(reason): text = "tokenizer training: \(reason)"
+        case let .inFile(path, error): text = "\(path): \(error.description)"
         }
         // Messages embed user strings (paths, tokens); keep the promise of one line.
         return text.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")

@@ -40,6 +40,15 @@ final class ErrorTests: XCTestCase {
         }
     }
 
+    func testErrorsFromAFileNameIt() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-bad-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}".utf8).write(to: url)
+        XCTAssertThrowsTokenizerError(.inFile(path: url.path, .unsupportedComponent(field: "model", type: "Unigram"))) {
+            try Tokenizer(contentsOf: url)
+        }
+    }
+
     func testUnknownPreTokenizer() {
         XCTAssertThrowsTokenizerError(.unsupportedComponent(field: "pre_tokenizer.pretokenizers[1]", type: "Whitespace")) {
             try self.load { doc in
