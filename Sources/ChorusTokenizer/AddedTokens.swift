@@ -101,12 +101,13 @@ struct AddedTokenMatcher {
                 start = max(leftmostSpaceAtEnd(text, range.lowerBound, start), startOffset)
             }
             if token.rstrip {
+                // The search still resumes at the match end, as in HF: a token starting inside
+                // the stripped spaces is found too (both tokens are emitted).
                 stop = rightmostSpaceAtStart(text, stop, range.upperBound)
-                i = max(i, stop)
             }
             if startOffset < start { out.append(.text(startOffset..<start)) }
             out.append(.token(token.id))
-            startOffset = stop
+            startOffset = max(startOffset, stop)
         }
         if startOffset < range.upperBound { out.append(.text(startOffset..<range.upperBound)) }
         return out

@@ -127,10 +127,21 @@ struct ScalarClass: OptionSet {
         let p = scalar.properties
         if p.isWhitespace { return .space }
         switch p.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
-        case .decimalNumber, .letterNumber, .otherNumber: return .number
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
+            return isKnownToOniguruma(p) ? .letter : []
+        case .decimalNumber, .letterNumber, .otherNumber:
+            return isKnownToOniguruma(p) ? .number : []
         default: return []
         }
+    }
+
+    /// HF tokenizers 0.23's Oniguruma has Unicode 16.0 tables; the Swift runtime may know a
+    /// newer version. Characters assigned later are unassigned (Cn) to Oniguruma, so they
+    /// must not count as letters or numbers here either (checked against HF with U+18D9C).
+    @inline(__always)
+    private static func isKnownToOniguruma(_ p: Unicode.Scalar.Properties) -> Bool {
+        guard let age = p.age else { return false }
+        return age.major < 16 || (age.major == 16 && age.minor == 0)
     }
 }
 

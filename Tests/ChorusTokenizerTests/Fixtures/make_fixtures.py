@@ -110,6 +110,9 @@ def case_texts():
         "\u0300leading combining",
         "@@@ ### $$$ %%% ^^^ &&& *** ((( )))\n!!!\n",
         "   ...   ---   ",
+        "(\U00018D9C've: a Unicode 17 letter is unassigned to HF's Oniguruma (Unicode 16)",
+        "Unicode 16: \U0001E5D0\U0001E5D1 \U0001E5F1\U0001E5F2",
+        "x ]] ]] y ]]\t ]]z",
         "x" * 300,
         " ".join(["word"] * 50),
     ]
