@@ -20,7 +20,7 @@ final class BPEModel: @unchecked Sendable {
 
     /// Caches the ids of recently seen words. Bounded: once full, new words are not cached
     /// (HF does the same), so memory stays fixed however much text is encoded.
-    private var cache: [ArraySlice<UInt8>: [Int32]] = [:]
+    private var cache: [WordKey: [Int32]] = [:]
     private let cacheCapacity = 100_000
     private let cacheLock = NSLock()
 
@@ -130,7 +130,7 @@ final class BPEModel: @unchecked Sendable {
         let cacheable = word.count <= 256
         if cacheable {
             cacheLock.lock()
-            let hit = cache[word]
+            let hit = cache[WordKey(word)]
             cacheLock.unlock()
             if let hit {
                 for id in hit { out.append(Int(id)) }
@@ -141,7 +141,7 @@ final class BPEModel: @unchecked Sendable {
         appendSymbols(ids, into: &out)
         if cacheable {
             cacheLock.lock()
-            if cache.count < cacheCapacity { cache[ArraySlice(Array(word))] = ids }
+            if cache.count < cacheCapacity { cache[WordKey(ArraySlice(Array(word)))] = ids }
             cacheLock.unlock()
         }
     }
@@ -213,6 +213,24 @@ final class BPEModel: @unchecked Sendable {
             k = Int(next[k])
         }
         return out
+    }
+}
+
+/// A word's bytes as a dictionary key, hashed in one call rather than byte by byte.
+struct WordKey: Hashable {
+    let bytes: ArraySlice<UInt8>
+    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
+
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    static func == (a: WordKey, b: WordKey) -> Bool {
+        guard a.bytes.count == b.bytes.count else { return false }
+        if a.bytes.isEmpty { return true }
+        return a.bytes.withUnsafeBytes { x in
+            b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+        }
     }
 }
 

@@ -47,22 +47,15 @@ enum SplitPattern {
     /// Calls `body` with the byte range of each match inside `text[range]`, left to right.
     func forEachMatch(in text: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ body: (Range<Int>) -> Void) {
         switch self {
-        case .gpt2, .qwen2, .llama3:
-            let scanner = PatternScanner(text: text, end: range.upperBound)
-            var i = range.lowerBound
-            while i < range.upperBound {
-                let end: Int?
-                switch self {
-                case .gpt2: end = scanner.matchGPT2(at: i)
-                case .qwen2: end = scanner.matchQwen(at: i, maxDigits: 1)
-                default: end = scanner.matchQwen(at: i, maxDigits: 3)
-                }
-                if let end {
-                    body(i..<end)
-                    i = end
-                } else {
-                    i += scanner.decode(at: i).length
-                }
+        case .gpt2:
+            PatternScanner(text: text, end: range.upperBound).forEachMatch(from: range.lowerBound, body) { $0.matchGPT2(at: $1) }
+        case .qwen2:
+            PatternScanner(text: text, end: range.upperBound).forEachMatch(from: range.lowerBound, body) {
+                $0.matchQwen(at: $1, maxDigits: 1)
+            }
+        case .llama3:
+            PatternScanner(text: text, end: range.upperBound).forEachMatch(from: range.lowerBound, body) {
+                $0.matchQwen(at: $1, maxDigits: 3)
             }
         case let .literal(needle):
             guard !needle.isEmpty else { return }
@@ -123,6 +116,14 @@ struct ScalarClass: OptionSet {
             default: return []
             }
         }
+        // Fast paths for large blocks whose classes are fixed (all assigned before Unicode 14):
+        // Latin-1 letters, Cyrillic basic letters, kana, CJK unified ideographs, Hangul.
+        switch v {
+        case 0xC0...0xD6, 0xD8...0xF6, 0xF8...0xFF, 0x410...0x44F, 0x3041...0x3096, 0x30A1...0x30FA,
+             0x4E00...0x9FFF, 0xAC00...0xD7A3:
+            return .letter
+        default: break
+        }
         guard let scalar = Unicode.Scalar(v) else { return [] }
         let p = scalar.properties
         if p.isWhitespace { return .space }
@@ -151,6 +152,21 @@ struct ScalarClass: OptionSet {
 struct PatternScanner {
     let text: UnsafeBufferPointer<UInt8>
     let end: Int
+
+    /// The find-iter loop: a match at `i` is reported and the scan resumes at its end; where
+    /// no alternative matches, the scan moves on by one scalar.
+    @inline(__always)
+    func forEachMatch(from start: Int, _ body: (Range<Int>) -> Void, _ matchAt: (PatternScanner, Int) -> Int?) {
+        var i = start
+        while i < end {
+            if let e = matchAt(self, i) {
+                body(i..<e)
+                i = e
+            } else {
+                i += decode(at: i).length
+            }
+        }
+    }
 
     /// The scalar at byte offset `i` (valid UTF-8, since it came from a Swift String).
     @inline(__always)

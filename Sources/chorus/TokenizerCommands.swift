@@ -61,7 +61,7 @@ struct TokenizerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer",
         abstract: "Tokenizer utilities.",
-        subcommands: [TrainTokenizer.self])
+        subcommands: [TrainTokenizer.self, BenchTokenizer.self])
 }
 
 /// `chorus tokenizer train`: trains a byte-level BPE tokenizer.json (Qwen2 layout).
@@ -96,6 +96,49 @@ struct TrainTokenizer: ParsableCommand {
         let trainer = BPETrainer(vocabSize: vocabSize, specialTokens: specialTokens, minFrequency: minFrequency)
         let tok = try trainer.train(files: input.map { URL(fileURLWithPath: $0) })
         try tok.write(to: URL(fileURLWithPath: output))
+    }
+}
+
+/// `chorus tokenizer bench`: encode throughput on a text file, one line per `encode` call and
+/// the whole file in one call. Prints one JSON object; build with `-c release` to measure.
+struct BenchTokenizer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure encode throughput (MB/s) on a UTF-8 text file.")
+
+    @Option(help: "Path to a Hugging Face tokenizer.json.")
+    var tokenizer: String
+
+    @Option(help: "UTF-8 text file to encode.")
+    var input: String
+
+    @Option(help: "Timed repetitions (the best is reported); one warm-up run comes first.")
+    var repeats: Int = 3
+
+    func run() throws {
+        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        guard let data = FileManager.default.contents(atPath: input),
+              let text = String(validating: data, as: UTF8.self) else {
+            throw ValidationError("--input: cannot read '\(input)' as UTF-8 text")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0) + "\n" }
+        let megabytes = Double(data.count) / 1e6
+        func best(_ body: () -> Int) -> (seconds: Double, tokens: Int) {
+            var tokens = body()  // warm-up (also fills the word cache, as in steady state)
+            var bestSeconds = Double.infinity
+            for _ in 0..<max(repeats, 1) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                tokens = body()
+                bestSeconds = min(bestSeconds, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            return (bestSeconds, tokens)
+        }
+        let perLine = best { lines.reduce(0) { $0 + tok.encode($1).count } }
+        let whole = best { tok.encode(text).count }
+        print("{\"bytes\":\(data.count),\"lines\":\(lines.count),\"tokens\":\(perLine.tokens),"
+            + "\"per_line_mb_s\":\(String(format: "%.2f", megabytes / perLine.seconds)),"
+            + "\"whole_text_mb_s\":\(String(format: "%.2f", megabytes / whole.seconds)),"
+            + "\"whole_text_tokens\":\(whole.tokens)}")
     }
 }
 
