@@ -45,10 +45,7 @@ indirect enum Normalizer {
             for n in items { b = n.apply(b) }
             return b
         case .nfc:
-            // Scalars below U+0300 (lead bytes below 0xCC) are NFC-stable and never compose
-            // with one another, so the common Latin text skips Foundation entirely.
-            if bytes.allSatisfy({ $0 < 0xCC }) { return bytes }
-            return Array(String(decoding: bytes, as: UTF8.self).precomposedStringWithCanonicalMapping.utf8)
+            return nfcQuick(bytes)
         case .nfd:
             if bytes.allSatisfy({ $0 < 0x80 }) { return bytes }
             return Array(String(decoding: bytes, as: UTF8.self).decomposedStringWithCanonicalMapping.utf8)
@@ -60,6 +57,70 @@ indirect enum Normalizer {
             return Array(String(decoding: bytes, as: UTF8.self).decomposedStringWithCompatibilityMapping.utf8)
         }
     }
+}
+
+/// True for scalars that are NFC_QC=Yes with canonical combining class 0 *and* never the
+/// second half of a canonical composition: text made only of these is already NFC, and text
+/// can be cut before any of them without changing its NFC form. The ranges were checked with
+/// Python's unicodedata (ccc, NFC of the scalar, second parts of two-scalar decompositions,
+/// Hangul V/T jamo); they hold the bulk of Latin, Cyrillic, Arabic, CJK, Hangul, kana, emoji.
+@inline(__always)
+private func isNFCSafeStarter(_ v: UInt32) -> Bool {
+    switch v {
+    case 0..<0x300, 0x400..<0x483, 0x620..<0x64B, 0x2002..<0x2070, 0x3000..<0x302A, 0x3041..<0x3097,
+         0x30A1..<0x30FB, 0x4E00..<0xA000, 0xAC00..<0xD7A4, 0xFE00..<0xFE10, 0xFF01..<0xFFEF, 0x1F000..<0x1FB00:
+        return true
+    default:
+        return false
+    }
+}
+
+/// NFC of UTF-8 `bytes`, calling Foundation only on the stretches that may change: each
+/// stretch runs from the last safe starter before an unsafe scalar up to the next safe starter.
+private func nfcQuick(_ bytes: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    var copied = 0        // bytes[..<copied] are already in `out` (only once something changed)
+    var segmentStart = 0  // start of the current stretch (a safe starter, or 0)
+    var unsafeSeen = false
+    var changed = false
+    var i = 0
+    func flush(_ end: Int) {
+        guard unsafeSeen else { return }
+        let piece = String(decoding: bytes[segmentStart..<end], as: UTF8.self).precomposedStringWithCanonicalMapping
+        if !changed {
+            out.reserveCapacity(bytes.count)
+            changed = true
+        }
+        out += bytes[copied..<segmentStart]
+        out += Array(piece.utf8)
+        copied = end
+    }
+    while i < bytes.count {
+        let b0 = UInt32(bytes[i])
+        if b0 < 0x80 {
+            // ASCII is always a safe starter.
+            flush(i); segmentStart = i; unsafeSeen = false
+            i += 1
+            continue
+        }
+        let v: UInt32, n: Int
+        if b0 < 0xE0 { v = (b0 & 0x1F) << 6 | UInt32(bytes[i + 1] & 0x3F); n = 2 }
+        else if b0 < 0xF0 { v = (b0 & 0x0F) << 12 | UInt32(bytes[i + 1] & 0x3F) << 6 | UInt32(bytes[i + 2] & 0x3F); n = 3 }
+        else {
+            v = (b0 & 0x07) << 18 | UInt32(bytes[i + 1] & 0x3F) << 12 | UInt32(bytes[i + 2] & 0x3F) << 6 | UInt32(bytes[i + 3] & 0x3F)
+            n = 4
+        }
+        if isNFCSafeStarter(v) {
+            flush(i); segmentStart = i; unsafeSeen = false
+        } else {
+            unsafeSeen = true
+        }
+        i += n
+    }
+    flush(bytes.count)
+    if !changed { return bytes }
+    out += bytes[copied...]
+    return out
 }
 
 // MARK: - Pre-tokenizer
