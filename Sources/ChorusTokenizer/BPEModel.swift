@@ -34,8 +34,11 @@ final class BPEModel: @unchecked Sendable {
             // Untyped models are BPE only if they have merges; anything else is a guess.
             throw .missingField(field: f + ".type")
         }
-        if json["dropout"]?.nonNull != nil, case let .number(d) = json["dropout"]!, Double(d) != 0 {
-            throw .unsupportedOption(field: f, option: "dropout", reason: "BPE dropout is random; only null is supported")
+        if let dropout = json["dropout"]?.nonNull {
+            // Dropout makes encoding random; 0 is the same as none.
+            guard case let .number(d) = dropout, Double(d) == 0 else {
+                throw .unsupportedOption(field: f, option: "dropout", reason: "BPE dropout is random; only null or 0 is supported")
+            }
         }
         if try optionalBool(json, "byte_fallback", field: f) == true {
             throw .unsupportedOption(field: f, option: "byte_fallback", reason: "byte fallback is not supported")

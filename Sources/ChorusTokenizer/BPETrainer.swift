@@ -25,7 +25,7 @@ public struct BPETrainer: Sendable {
     }
 
     /// Trains on the concatenated contents of UTF-8 text files.
-    public func train(files: [URL]) throws -> Tokenizer {
+    public func train(files: [URL]) throws(TokenizerError) -> Tokenizer {
         var texts: [String] = []
         for url in files {
             let data: Data

@@ -35,7 +35,7 @@ public final class Tokenizer: @unchecked Sendable {
     private var normalizedMatcher = AddedTokenMatcher([])
 
     /// Loads a tokenizer.json file; errors name the file when it cannot be read.
-    public convenience init(contentsOf url: URL) throws {
+    public convenience init(contentsOf url: URL) throws(TokenizerError) {
         let data: Data
         do {
             data = try Data(contentsOf: url)
@@ -44,13 +44,13 @@ public final class Tokenizer: @unchecked Sendable {
         }
         do {
             try self.init(data: data)
-        } catch let error as TokenizerError {
-            throw TokenizerError.inFile(path: url.path, error)
+        } catch {
+            throw .inFile(path: url.path, error)
         }
     }
 
     /// Parses tokenizer.json bytes.
-    public convenience init(data: Data) throws {
+    public convenience init(data: Data) throws(TokenizerError) {
         try self.init(document: try JSONParser.parse(data))
     }
 
@@ -276,7 +276,7 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Writes tokenizer.json to `url`, loadable by HF `tokenizers` and by `init(contentsOf:)`.
-    public func write(to url: URL) throws {
+    public func write(to url: URL) throws(TokenizerError) {
         do {
             try Data(jsonString().utf8).write(to: url, options: .atomic)
         } catch {

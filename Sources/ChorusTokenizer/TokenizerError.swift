@@ -29,6 +29,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     /// Any of the above, raised while loading the file at `path`.
     indirect case inFile(path: String, TokenizerError)
 
+    /// One line naming the file, field or component and what is wrong with it.
     public var description: String {
         let text: String
         switch self {
