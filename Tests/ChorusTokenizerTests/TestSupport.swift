@@ -16,7 +16,8 @@ enum Fixtures {
         let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
         guard let url = Bundle.module.url(forResource: parts[0], withExtension: parts.count > 1 ? parts[1] : nil,
                                           subdirectory: "Fixtures") else {
-            throw XCTSkip("missing fixture \(name)")  // never expected: fixtures are committed
+            // A missing fixture is a failure, never a skip.
+            throw TokenizerError.unreadableFile(path: "Fixtures/\(name)", reason: "not in the test bundle")
         }
         return url
     }
