@@ -1,1 +1,0 @@
-// Placeholder: the compressed teacher-score cache lands with issue E.
