@@ -71,6 +71,14 @@ enum RecordCodec {
         (fine + (1 << (ScorePrecision.coarseShift - 1))) >> ScorePrecision.coarseShift
     }
 
+    /// What the decoder rebuilds for rank >= 1, in fine steps: the coarse value, but never
+    /// above the top-1 log-prob (rounding a coarse step up could otherwise overtake the finely
+    /// stored top-1 and break the non-increasing order). The true value is <= top-1, so the clamp
+    /// only moves it closer: the error stays within `topLogprobBound`.
+    @inline(__always) static func reconstructed(_ fine: Int64, top1: Int64) -> Int64 {
+        max(coarse(fine) << ScorePrecision.coarseShift, top1)
+    }
+
     // MARK: encode
 
     /// The uncompressed payload of a record, checked for validity first.
@@ -154,9 +162,9 @@ enum RecordCodec {
             if rank == 0 {
                 reference = fine[0]
             } else if rank > 0 {
-                reference = coarse(fine[rank]) << ScorePrecision.coarseShift
+                reference = reconstructed(fine[rank], top1: fine[0])
             } else if k > 0 {
-                reference = coarse(fine[k - 1]) << ScorePrecision.coarseShift
+                reference = reconstructed(fine[k - 1], top1: fine[0])
             } else {
                 reference = 0
             }
@@ -345,7 +353,7 @@ enum RecordCodec {
                     let d = try deltasS.varint()
                     guard d < (1 << 40) else { throw TruncatedField(detail: "log-prob delta out of range") }
                     previousCoarse += Int64(d)
-                    topFine.append(previousCoarse << ScorePrecision.coarseShift)
+                    topFine.append(max(previousCoarse << ScorePrecision.coarseShift, topFine[0]))
                 }
                 lps.append(dequantiseFine(topFine[j]))
             }

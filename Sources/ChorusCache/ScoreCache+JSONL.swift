@@ -31,6 +31,8 @@ public struct TransferReport: Codable, Equatable, Sendable {
     public var alreadyPresent = 0
     /// Export: corrupt records skipped (each also reported through `onProblem`).
     public var corrupt = 0
+
+    enum CodingKeys: String, CodingKey { case records, corrupt, alreadyPresent = "already_present" }
 }
 
 extension ScoreCache {

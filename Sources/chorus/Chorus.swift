@@ -6,5 +6,5 @@ struct Chorus: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chorus",
         abstract: "Multi-teacher on-policy distillation for language models.",
-        subcommands: [])
+        subcommands: [CacheCommand.self])
 }
