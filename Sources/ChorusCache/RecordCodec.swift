@@ -158,16 +158,9 @@ enum RecordCodec {
             for j in 0..<k where p.topIds[order[j]] == actualId { rank = j; break }
             actualRank.varint(UInt64(rank + 1))
             if rank < 0 { explicitTokens.append(actualId) }
-            let reference: Int64
-            if rank == 0 {
-                reference = fine[0]
-            } else if rank > 0 {
-                reference = reconstructed(fine[rank], top1: fine[0])
-            } else if k > 0 {
-                reference = reconstructed(fine[k - 1], top1: fine[0])
-            } else {
-                reference = 0
-            }
+            // The reference must be exactly what the decoder rebuilds for that rank.
+            func rebuilt(_ j: Int) -> Int64 { j == 0 ? fine[0] : reconstructed(fine[j], top1: fine[0]) }
+            let reference: Int64 = rank >= 0 ? rebuilt(rank) : (k > 0 ? rebuilt(k - 1) : 0)
             actualResidual.signedVarint(qa - reference)
 
             if p.entropy.isNaN {
