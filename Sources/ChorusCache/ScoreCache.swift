@@ -69,9 +69,12 @@ public final class ScoreCache: @unchecked Sendable {
     var teacherNames: [[UInt8]: String] = [:]
 
     /// Opens (creating unless `readOnly`) the cache at `directory`. A writable open takes the
-    /// lock once to index every segment and cut torn tails left by crashed writers.
+    /// lock once to index every segment and cut torn tails left by crashed writers; `onProblem`
+    /// (if given) already receives the reports of that first scan.
     public init(directory: URL, readOnly: Bool = false, maxSegmentBytes: Int = 64 << 20,
-                syncWrites: Bool = false, compressionLevel: Int32 = 9) throws {
+                syncWrites: Bool = false, compressionLevel: Int32 = 9,
+                onProblem: (@Sendable (String) -> Void)? = nil) throws {
+        if let onProblem { self.onProblem = onProblem }
         self.directory = directory
         self.readOnly = readOnly
         self.maxSegmentBytes = maxSegmentBytes

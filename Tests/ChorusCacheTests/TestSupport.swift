@@ -21,9 +21,8 @@ final class ProblemLog: @unchecked Sendable {
 }
 
 func openCache(_ url: URL, readOnly: Bool = false, maxSegmentBytes: Int = 64 << 20) throws -> (ScoreCache, ProblemLog) {
-    let cache = try ScoreCache(directory: url, readOnly: readOnly, maxSegmentBytes: maxSegmentBytes)
     let log = ProblemLog()
-    cache.onProblem = { log.add($0) }
+    let cache = try ScoreCache(directory: url, readOnly: readOnly, maxSegmentBytes: maxSegmentBytes, onProblem: { log.add($0) })
     return (cache, log)
 }
 
