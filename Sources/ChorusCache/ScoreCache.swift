@@ -51,6 +51,11 @@ public final class ScoreCache: @unchecked Sendable {
         FileHandle.standardError.write(Data("chorus cache: \(message)\n".utf8))
     }
 
+    /// Test hook: append each frame in pieces of this many bytes with a pause (microseconds)
+    /// between them, so that a crash test's kill -9 lands inside a frame (one whole-frame write()
+    /// is almost never interrupted). Leave nil in real use.
+    public var debugAppendChunks: (bytes: Int, pauseMicroseconds: UInt32)?
+
     static let formatFile = "FORMAT"
     static let formatLine = "chorus-score-cache 1\n"
     static let lockFile = "lock"
@@ -212,7 +217,16 @@ public final class ScoreCache: @unchecked Sendable {
             throw CacheError.io(path: writer.path, operation: "append (size \(size), expected \(offset))", errno: EIO)
         }
         do {
-            try writer.writeAll(frame)
+            if let (chunk, pause) = debugAppendChunks, chunk > 0 {
+                var at = 0
+                while at < frame.count {
+                    try writer.writeAll(Array(frame[at..<min(frame.count, at + chunk)]))
+                    at += chunk
+                    usleep(pause)
+                }
+            } else {
+                try writer.writeAll(frame)
+            }
             if syncWrites { try writer.sync() }
         } catch {
             // Leave no partial frame behind (e.g. disk full).

@@ -159,10 +159,13 @@ struct CacheStressWriteCommand: ParsableCommand {
     @Option(help: "Stream seed.") var seed: UInt64 = 1
     @Option(help: "Index of the first record.") var first: Int = 0
     @Option(help: "Segment size limit (small values exercise rollover).") var segmentBytes: Int = 64 << 20
+    @Option(help: "Append frames in pieces of this many bytes (0: whole), so a kill lands mid-frame.") var chunkBytes: Int = 0
+    @Option(help: "Pause between pieces, microseconds.") var chunkPauseUs: UInt32 = 200
 
     func run() throws {
         try reportingErrors {
             let cache = try ScoreCache(directory: directoryURL(directory), maxSegmentBytes: segmentBytes)
+            if chunkBytes > 0 { cache.debugAppendChunks = (chunkBytes, chunkPauseUs) }
             for i in first..<(first + count) {
                 let item = CacheStress.item(seed: seed, index: i)
                 try cache.store(item.key, item.record, teacher: item.teacher)
