@@ -392,12 +392,18 @@ struct MoveToFrontList {
         self.capacity = capacity
         items = []
         items.reserveCapacity(capacity + 1)
+        members.reserveCapacity(capacity + 1)
     }
 
     var count: Int { items.count }
 
+    /// The ids in `items`, so that a new id (a third of all ids) costs a hash probe instead of
+    /// a scan of the whole list.
+    private var members = Set<Int32>()
+
     @inline(__always) func find(_ id: Int32) -> Int? {
-        items.withUnsafeBufferPointer { buf in
+        guard members.contains(id) else { return nil }
+        return items.withUnsafeBufferPointer { buf in
             for i in 0..<buf.count where buf[i] == id { return i }
             return nil
         }
@@ -416,6 +422,7 @@ struct MoveToFrontList {
     /// Inserts a new id at the front, dropping the least recently used one when full.
     @inline(__always) mutating func push(_ id: Int32) {
         items.insert(id, at: 0)
-        if items.count > capacity { items.removeLast() }
+        members.insert(id)
+        if items.count > capacity { members.remove(items.removeLast()) }
     }
 }
