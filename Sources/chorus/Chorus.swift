@@ -14,5 +14,6 @@ struct Chorus: ParsableCommand {
             Tokenize.self,
             Detokenize.self,
             TokenizerCommand.self,
+            CacheCommand.self,
         ])
 }
