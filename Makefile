@@ -37,7 +37,9 @@ demo: build
 
 ## Throughput of the built-in shapes.
 bench: build
-	"$(BIN)" bench --json
+	"$(BIN)" bench --shape qwen3-10m --json
+	"$(BIN)" bench --shape qwen3-23m --json
+	"$(BIN)" bench --shape qwen3-50m --json --cache
 
 clean:
 	rm -rf .build
