@@ -10,6 +10,7 @@ struct Chorus: ParsableCommand {
             Logprobs.self,
             Sample.self,
             Bench.self,
+            Convert.self,
             SFT.self,
             Tokenize.self,
             Detokenize.self,

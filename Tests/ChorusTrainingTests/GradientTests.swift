@@ -173,3 +173,27 @@ final class OpBackwardTests: XCTestCase {
         fdCheck(rows * ld, dx) { k, h in var xx = x; xx[k] += h; return J(xx) }
     }
 }
+
+/// Accumulating micro-batches gives the gradient of the whole batch.
+final class AccumulationTests: XCTestCase {
+    func testMicroBatchesSumToTheBatchGradient() throws {
+        let model = try TransformerModel.load(directory: TrainingFixtures.model("qwen3_untied_qknorm"))
+        let f = try SafeTensorsFile(path: TrainingFixtures.model("qwen3_untied_qknorm").appendingPathComponent("grads.safetensors").path)
+        let (seqs, w) = try TrainingFixtures.batch(f)
+        let tape = TrainingTape()
+        let whole = Tensor(shape: [model.parameters.count]), parts = Tensor(shape: [model.parameters.count])
+        _ = try model.trainingForward(seqs, tape: tape)
+        let l1 = model.trainingBackward(weights: w, tape: tape, grads: whole)
+        var l2 = 0.0, off = 0
+        for s in seqs {
+            _ = try model.trainingForward([s], tape: tape)
+            l2 += model.trainingBackward(weights: Array(w[off..<(off + s.count)]), tape: tape, grads: parts)
+            off += s.count
+        }
+        XCTAssertEqual(l1, l2, accuracy: 1e-5 * abs(l1))
+        let scale = whole.array.map(abs).max()!
+        XCTAssertLessThan(maxDiff(whole.array, parts.array), 1e-5 * scale)
+    }
+
+    func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+}
