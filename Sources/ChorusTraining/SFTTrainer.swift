@@ -176,6 +176,7 @@ public final class SFTTrainer {
             model = TransformerModel(config: cfg)
             model.initializeRandom(seed: seed)
         }
+        if let e = eosId, model.config.eosTokenIds.isEmpty { model.setSpecialTokenIds(eos: [e]) }
         if tokenizer.vocabSize > model.config.vocabSize {
             throw ConfigFileError(config.tokenizer.path, "tokenizer has \(tokenizer.vocabSize) tokens but the model's vocab_size is \(model.config.vocabSize)")
         }
