@@ -76,31 +76,13 @@ public func swigluBackward(_ dgu: UnsafeMutablePointer<Float>, _ dact: UnsafePoi
     }
 }
 
-/// RoPE backward, in place on the gradient: the transpose of the rotation,
-/// dx1 = dy1·cos + dy2·sin,  dx2 = dy2·cos − dy1·sin.
+/// RoPE backward, in place on the gradient: the transpose of the rotation is the rotation by
+/// −angle, dx1 = dy1·cos + dy2·sin,  dx2 = dy2·cos − dy1·sin.
 public func ropeBackward(
     _ dx: UnsafeMutablePointer<Float>, rows: Int, ld: Int, heads: Int, headDim d: Int,
     positions pos: UnsafePointer<Int32>, table: RopeTable
 ) {
-    let half = d / 2
-    table.cos.withUnsafeBufferPointer { cosB in
-        table.sin.withUnsafeBufferPointer { sinB in
-            let cp = cosB.baseAddress!, sp = sinB.baseAddress!
-            parallelFor(rows, costPerItem: heads * d * 3) { a, b in
-                for r in a..<b {
-                    let c = cp + Int(pos[r]) * half, s = sp + Int(pos[r]) * half
-                    for h in 0..<heads {
-                        let x1 = dx + r * ld + h * d, x2 = x1 + half
-                        for i in 0..<half {
-                            let a1 = x1[i], a2 = x2[i]
-                            x1[i] = a1 * c[i] + a2 * s[i]
-                            x2[i] = a2 * c[i] - a1 * s[i]
-                        }
-                    }
-                }
-            }
-        }
-    }
+    ropeRotate(dx, rows: rows, ld: ld, heads: heads, headDim: d, positions: pos, table: table, inverse: true)
 }
 
 /// Like `parallelFor` but also passes the worker index, for per-worker partial sums.

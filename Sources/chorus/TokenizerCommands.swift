@@ -52,7 +52,7 @@ struct Detokenize: ParsableCommand {
     func run() throws {
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
         let text = try tok.decode(try parsedIds(), skipSpecialTokens: skipSpecialTokens)
-        print("{\"text\":" + jsonQuoted(text) + "}")
+        print("{\"text\":" + JSONText.string(text) + "}")
     }
 }
 
@@ -142,26 +142,3 @@ struct BenchTokenizer: ParsableCommand {
     }
 }
 
-/// `s` as a JSON string literal (RFC 8259 escaping; non-ASCII written as UTF-8).
-private func jsonQuoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "\u{08}": out += "\\b"
-        case "\u{0C}": out += "\\f"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
