@@ -29,7 +29,7 @@ build: deps
 ## The test suite (debug build of the tests; numeric kernels are fast enough at test sizes).
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers 2
+	$(SWIFT) test --skip-build --disable-swift-testing
 
 ## The end-to-end demo on the bundled teachers.
 demo: build
@@ -37,7 +37,9 @@ demo: build
 
 ## Throughput of the built-in shapes.
 bench: build
-	"$(BIN)" bench --json
+	"$(BIN)" bench --shape qwen3-10m --json
+	"$(BIN)" bench --shape qwen3-23m --json
+	"$(BIN)" bench --shape qwen3-50m --json --cache
 
 clean:
 	rm -rf .build

@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
         .target(name: "ChorusCache", dependencies: ["CZstd"]),
         .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
-        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
+        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",
             dependencies: [

@@ -57,6 +57,24 @@ public enum ModelBenchmark {
         return 2.0 * Double(m * n * k) / t / 1e9
     }
 
+    /// Training throughput: one forward + backward of cross-entropy over B sequences of T
+    /// tokens (gradients accumulated, no optimizer step). FLOPs are counted as 3× the forward
+    /// matmul FLOPs (backward = two products per forward product), the usual convention.
+    public static func training(model: TransformerModel, batch B: Int, seq T: Int, seed: UInt64 = 0) throws -> [(String, Double)] {
+        var rng = ChorusRNG(seed: seed)
+        let V = model.config.vocabSize
+        let seqs = (0..<B).map { _ in (0..<T).map { _ in rng.int(below: V) } }
+        var w: [Float] = []
+        for _ in 0..<B { w += [Float](repeating: 1 / Float(B * (T - 1)), count: T - 1) + [0] }
+        let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
+        let t = try time {
+            _ = try model.trainingForward(seqs, tape: tape)
+            model.trainingBackward(weights: w, tape: tape, grads: grads)
+        }
+        let flops = 3 * model.forwardFLOPs(tokens: B * T, attentionPairs: B * T * (T + 1) / 2)
+        return [("train_tokens_per_s", Double(B * T) / t), ("train_gflops", flops / t / 1e9)]
+    }
+
     /// Forward scoring of B sequences of T tokens (log-prob, entropy of every position) and
     /// batched decoding of `decodeSteps` tokens for B sequences after a 16-token prompt.
     /// Returns ordered (key, value) pairs for the bench JSON.

@@ -22,8 +22,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
 /// `x = x + attn(norm1(x)); x = x + mlp(norm2(x))`, rotary attention with GQA, SwiGLU MLP,
 /// final RMSNorm and a (possibly tied) LM head.
 public final class TransformerModel: @unchecked Sendable {
-    /// The architecture.
-    public let config: ModelConfig
+    /// The architecture (only the special-token ids may change after creation).
+    public private(set) var config: ModelConfig
     /// Where each HF tensor lives in `parameters`.
     public let layout: ParameterLayout
     /// All parameters, flat (see `ParameterLayout`).
@@ -37,6 +37,13 @@ public final class TransformerModel: @unchecked Sendable {
         self.layout = ParameterLayout(config: config)
         self.parameters = Tensor(shape: [layout.totalCount])
         self.rope = RopeTable(headDim: config.headDim, theta: config.ropeTheta, positions: 256)
+    }
+
+    /// Records end-of-sequence ids (and optionally BOS) in the config, e.g. for a model trained
+    /// from scratch whose tokenizer defines them; they are written to config.json on save.
+    public func setSpecialTokenIds(eos: [Int], bos: Int? = nil) {
+        config.eosTokenIds = eos
+        if let bos { config.bosTokenId = bos }
     }
 
     /// Pointer to the parameter at a flat offset.

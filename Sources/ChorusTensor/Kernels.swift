@@ -203,7 +203,16 @@ public func ropeForward(
     _ x: UnsafeMutablePointer<Float>, rows: Int, ld: Int, heads: Int, headDim d: Int,
     positions pos: UnsafePointer<Int32>, table: RopeTable
 ) {
+    ropeRotate(x, rows: rows, ld: ld, heads: heads, headDim: d, positions: pos, table: table, inverse: false)
+}
+
+/// Rotates pairs (x1[i], x2[i]) by +angle (forward) or −angle (`inverse`, the backward pass).
+func ropeRotate(
+    _ x: UnsafeMutablePointer<Float>, rows: Int, ld: Int, heads: Int, headDim d: Int,
+    positions pos: UnsafePointer<Int32>, table: RopeTable, inverse: Bool
+) {
     let half = d / 2
+    let sign: Float = inverse ? -1 : 1
     table.cos.withUnsafeBufferPointer { cosB in
         table.sin.withUnsafeBufferPointer { sinB in
             let cp = cosB.baseAddress!, sp = sinB.baseAddress!
@@ -215,15 +224,15 @@ public func ropeForward(
                         var i = 0
                         while i + 8 <= half {
                             let a1 = loadVec(x1 + i), a2 = loadVec(x2 + i)
-                            let cv = loadVec(c + i), sv = loadVec(s + i)
+                            let cv = loadVec(c + i), sv = loadVec(s + i) * sign
                             storeVec(a1 * cv - a2 * sv, x1 + i)
                             storeVec(a2 * cv + a1 * sv, x2 + i)
                             i += 8
                         }
                         while i < half {
-                            let a1 = x1[i], a2 = x2[i]
-                            x1[i] = a1 * c[i] - a2 * s[i]
-                            x2[i] = a2 * c[i] + a1 * s[i]
+                            let a1 = x1[i], a2 = x2[i], si = s[i] * sign
+                            x1[i] = a1 * c[i] - a2 * si
+                            x2[i] = a2 * c[i] + a1 * si
                             i += 1
                         }
                     }

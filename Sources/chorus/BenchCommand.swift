@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChorusCache
 import ChorusModel
 import ChorusTensor
 import Foundation
@@ -27,6 +28,12 @@ struct Bench: ParsableCommand {
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
+
+    @Flag(help: "Also measure the score cache: bytes per position at k = 0/20/50 and (de)compression MB/s (~15 s).")
+    var cache = false
+
+    @Flag(help: "Skip the training (forward + backward) measurement.")
+    var noTrain = false
 
     @Flag(help: "Print JSON only (the default output is JSON too; this flag keeps scripts explicit).")
     var json = false
@@ -57,7 +64,18 @@ struct Bench: ParsableCommand {
         for (k, v) in try ModelBenchmark.inference(model: m, batch: batch, seq: seq, decodeSteps: decodeSteps) {
             pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
         }
-        pairs.append(("sgemm_gflops", JSONText.number((ModelBenchmark.gemmGFLOPs() * 100).rounded() / 100)))
+        let peak = ModelBenchmark.gemmGFLOPs()
+        if !noTrain {
+            let train = try ModelBenchmark.training(model: m, batch: batch, seq: seq)
+            for (k, v) in train { pairs.append((k, JSONText.number((v * 100).rounded() / 100))) }
+            pairs.append(("train_share_of_sgemm", JSONText.number((train[1].1 / peak * 1000).rounded() / 1000)))
+        }
+        pairs.append(("sgemm_gflops", JSONText.number((peak * 100).rounded() / 100)))
+        if cache {
+            for (k, v) in CacheBenchmark.run().sorted(by: { $0.key < $1.key }) {
+                pairs.append((k, JSONText.number((v * 1000).rounded() / 1000)))
+            }
+        }
         emit(JSONText.object(pairs))
     }
 }

@@ -6,5 +6,15 @@ struct Chorus: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chorus",
         abstract: "Multi-teacher on-policy distillation for language models.",
-        subcommands: [Logprobs.self, Sample.self, Bench.self])
+        subcommands: [
+            Logprobs.self,
+            Sample.self,
+            Bench.self,
+            Convert.self,
+            SFT.self,
+            Tokenize.self,
+            Detokenize.self,
+            TokenizerCommand.self,
+            CacheCommand.self,
+        ])
 }

@@ -109,3 +109,33 @@ struct Sample: ParsableCommand {
         ]))
     }
 }
+
+/// `chorus convert`: load a checkpoint (strictly) and write it again as f32 or bf16.
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-save a Hugging Face model directory as float32 or bfloat16 safetensors (tokenizer.json copied).")
+
+    @Option(help: "Source model directory.")
+    var model: String
+
+    @Option(help: "Destination directory (created).")
+    var output: String
+
+    @Option(help: "f32 or bf16.")
+    var dtype: String = "f32"
+
+    func validate() throws {
+        if dtype != "f32" && dtype != "bf16" { throw ValidationError("--dtype must be f32 or bf16") }
+    }
+
+    func run() throws {
+        let m = try TransformerModel.load(directory: URL(fileURLWithPath: model))
+        let out = URL(fileURLWithPath: output)
+        try m.save(directory: out, dtype: dtype == "bf16" ? .bf16 : .f32)
+        let tok = URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json")
+        if FileManager.default.fileExists(atPath: tok.path) {
+            try? FileManager.default.removeItem(at: out.appendingPathComponent("tokenizer.json"))
+            try FileManager.default.copyItem(at: tok, to: out.appendingPathComponent("tokenizer.json"))
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// Placeholder: training core lands with issue C.

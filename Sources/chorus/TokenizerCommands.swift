@@ -1,0 +1,144 @@
+import ArgumentParser
+import ChorusTokenizer
+import Foundation
+
+/// `chorus tokenize`: prints the ids of a text as `{"ids":[...]}`.
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode text with a tokenizer.json (special tokens in the text are recognised).")
+
+    @Option(help: "Path to a Hugging Face tokenizer.json.")
+    var tokenizer: String
+
+    @Option(help: "The text to encode.")
+    var text: String
+
+    func run() throws {
+        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let ids = tok.encode(text)
+        print("{\"ids\":[" + ids.map(String.init).joined(separator: ",") + "]}")
+    }
+}
+
+/// `chorus detokenize`: prints the text of comma-separated ids as `{"text":"..."}`.
+struct Detokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decode comma-separated token ids with a tokenizer.json.")
+
+    @Option(help: "Path to a Hugging Face tokenizer.json.")
+    var tokenizer: String
+
+    @Option(help: "Comma-separated token ids, e.g. 1,2,3.")
+    var ids: String
+
+    @Flag(help: "Leave special tokens out of the text.")
+    var skipSpecialTokens = false
+
+    func validate() throws {
+        _ = try parsedIds()
+    }
+
+    func parsedIds() throws -> [Int] {
+        let trimmed = ids.trimmingCharacters(in: .whitespaces)
+        if trimmed.isEmpty { return [] }
+        return try trimmed.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            guard let id = Int(part.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--ids: '\(part)' is not an integer id")
+            }
+            return id
+        }
+    }
+
+    func run() throws {
+        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let text = try tok.decode(try parsedIds(), skipSpecialTokens: skipSpecialTokens)
+        print("{\"text\":" + JSONText.string(text) + "}")
+    }
+}
+
+/// `chorus tokenizer ...`: tokenizer utilities.
+struct TokenizerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer",
+        abstract: "Tokenizer utilities.",
+        subcommands: [TrainTokenizer.self, BenchTokenizer.self])
+}
+
+/// `chorus tokenizer train`: trains a byte-level BPE tokenizer.json (Qwen2 layout).
+struct TrainTokenizer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a byte-level BPE tokenizer (Qwen2-style pre-tokenizer) on text files.")
+
+    @Option(name: .long, parsing: .upToNextOption, help: "UTF-8 text files to train on.")
+    var input: [String]
+
+    @Option(help: "Vocabulary size, counting the 256 byte symbols and the special tokens.")
+    var vocabSize: Int
+
+    @Option(name: .customLong("special-token"), help: "A special token (repeatable); they get the first ids.")
+    var specialTokens: [String] = []
+
+    @Option(help: "Pairs seen fewer times are not merged.")
+    var minFrequency: Int = 2
+
+    @Option(help: "Where to write tokenizer.json.")
+    var output: String
+
+    func validate() throws {
+        if input.isEmpty { throw ValidationError("--input needs at least one file") }
+        if vocabSize < 256 + specialTokens.count {
+            throw ValidationError("--vocab-size must be at least 256 + the number of special tokens")
+        }
+    }
+
+    func run() throws {
+        let trainer = BPETrainer(vocabSize: vocabSize, specialTokens: specialTokens, minFrequency: minFrequency)
+        let tok = try trainer.train(files: input.map { URL(fileURLWithPath: $0) })
+        try tok.write(to: URL(fileURLWithPath: output))
+    }
+}
+
+/// `chorus tokenizer bench`: encode throughput on a text file, one line per `encode` call and
+/// the whole file in one call. Prints one JSON object; build with `-c release` to measure.
+struct BenchTokenizer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure encode throughput (MB/s) on a UTF-8 text file.")
+
+    @Option(help: "Path to a Hugging Face tokenizer.json.")
+    var tokenizer: String
+
+    @Option(help: "UTF-8 text file to encode.")
+    var input: String
+
+    @Option(help: "Timed repetitions (the best is reported); one warm-up run comes first.")
+    var repeats: Int = 3
+
+    func run() throws {
+        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        guard let data = FileManager.default.contents(atPath: input),
+              let text = String(validating: data, as: UTF8.self) else {
+            throw ValidationError("--input: cannot read '\(input)' as UTF-8 text")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0) + "\n" }
+        let megabytes = Double(data.count) / 1e6
+        func best(_ body: () -> Int) -> (seconds: Double, tokens: Int) {
+            var tokens = body()  // warm-up (also fills the word cache, as in steady state)
+            var bestSeconds = Double.infinity
+            for _ in 0..<max(repeats, 1) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                tokens = body()
+                bestSeconds = min(bestSeconds, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            return (bestSeconds, tokens)
+        }
+        let perLine = best { lines.reduce(0) { $0 + tok.encode($1).count } }
+        let whole = best { tok.encode(text).count }
+        print("{\"bytes\":\(data.count),\"lines\":\(lines.count),\"tokens\":\(perLine.tokens),"
+            + "\"per_line_mb_s\":\(String(format: "%.2f", megabytes / perLine.seconds)),"
+            + "\"whole_text_mb_s\":\(String(format: "%.2f", megabytes / whole.seconds)),"
+            + "\"whole_text_tokens\":\(whole.tokens)}")
+    }
+}
+

@@ -1,0 +1,128 @@
+import ChorusModel
+import ChorusTensor
+import ChorusTokenizer
+import ChorusTraining
+import Foundation
+import XCTest
+
+/// Builds a tiny SFT setup in a temp directory: a trained tokenizer, arithmetic JSONL data and
+/// a run file for a small Qwen3 model trained from scratch.
+func makeSFTSetup(_ test: XCTestCase, steps: Int, checkpointEvery: Int, extra: String = "") throws -> (dir: URL, runFile: URL) {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-sft-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+    var rng = ChorusRNG(seed: 9)
+    var lines: [String] = [], texts: [String] = []
+    for _ in 0..<48 {
+        let a = rng.int(below: 50), b = rng.int(below: 50)
+        let p = "Q: \(a) + \(b) = ?\nA:", c = " \(a + b)"
+        lines.append("{\"prompt\": \"\(p.replacingOccurrences(of: "\n", with: "\\n"))\", \"completion\": \"\(c)\"}")
+        texts.append(p + c)
+    }
+    try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+    let tok = try BPETrainer(vocabSize: 300, specialTokens: ["<|endoftext|>"]).train(texts: texts)
+    try tok.write(to: dir.appendingPathComponent("tokenizer.json"))
+    let run = """
+    [model]
+    family = "qwen3"
+    hidden_size = 32
+    layers = 2
+    heads = 4
+    kv_heads = 2
+    head_dim = 8
+    intermediate_size = 64
+    tokenizer = "tokenizer.json"
+    init_seed = 1
+
+    [data]
+    train = "train.jsonl"
+    max_length = 32
+    eos = "<|endoftext|>"
+
+    [train]
+    steps = \(steps)
+    batch_size = 8
+    micro_batch = 4
+    lr = 3e-3
+    warmup = 3
+    seed = 5
+    threads = 2
+    checkpoint_every = \(checkpointEvery)
+    \(extra)
+
+    [output]
+    dir = "out"
+    """
+    let runFile = dir.appendingPathComponent("run.toml")
+    try run.write(to: runFile, atomically: true, encoding: .utf8)
+    return (dir, runFile)
+}
+
+final class SFTTests: XCTestCase {
+    func testSFTLearnsAndWritesALoadableRun() throws {
+        let (dir, runFile) = try makeSFTSetup(self, steps: 30, checkpointEvery: 10)
+        let trainer = try SFTTrainer(config: try SFTConfig(contentsOf: runFile))
+        trainer.showProgress = false
+        let final = try XCTUnwrap(try trainer.train())
+        let rows = try String(contentsOf: dir.appendingPathComponent("out/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 30)
+        let losses = rows.map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["loss"] as! Double }
+        XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses.prefix(5).reduce(0, +) / 5 * 0.7, "loss should fall: \(losses)")
+        // The final directory and each checkpoint are Hugging Face model directories.
+        let m = try TransformerModel.load(directory: final)
+        XCTAssertEqual(m.parameters.array, trainer.model.parameters.array)
+        XCTAssertNoThrow(try Tokenizer(contentsOf: final.appendingPathComponent("tokenizer.json")))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/run.toml").path))
+        // Starting again over an existing run is refused.
+        XCTAssertThrowsError(try SFTTrainer(config: try SFTConfig(contentsOf: runFile))) { e in
+            XCTAssertTrue("\(e)".contains("--resume"), "\(e)")
+        }
+    }
+
+    func testRunFileErrorsNameTheKey() throws {
+        let (_, runFile) = try makeSFTSetup(self, steps: 3, checkpointEvery: 1, extra: "stepz = 4")
+        XCTAssertThrowsError(try SFTConfig(contentsOf: runFile)) { XCTAssertTrue("\($0)".contains("train.stepz"), "\($0)") }
+        let (_, rf2) = try makeSFTSetup(self, steps: 3, checkpointEvery: 1, extra: "schedule = \"wavy\"")
+        XCTAssertThrowsError(try SFTConfig(contentsOf: rf2)) { XCTAssertTrue("\($0)".contains("wavy"), "\($0)") }
+    }
+
+    /// kill -9 at random moments, resume each time: the final weights equal an uninterrupted
+    /// run's bit for bit.
+    func testKilledRunResumesToIdenticalWeights() throws {
+        let steps = 60
+        let (dir, runFile) = try makeSFTSetup(self, steps: steps, checkpointEvery: 3)
+        let reference = try SFTTrainer(config: try SFTConfig(contentsOf: runFile))
+        reference.showProgress = false
+        let refFinal = try XCTUnwrap(try reference.train())
+        let expected = try TransformerModel.load(directory: refFinal).parameters.array
+
+        let resumed = dir.appendingPathComponent("killed")
+        var kills = 0, attempt = 0
+        var rng = ChorusRNG(seed: UInt64(Date().timeIntervalSince1970))
+        while !FileManager.default.fileExists(atPath: resumed.appendingPathComponent("final/model.safetensors").path) {
+            attempt += 1
+            XCTAssertLessThan(attempt, 60, "run never finished")
+            if attempt >= 60 { return }
+            let p = Process()
+            p.executableURL = chorusBinary()
+            p.arguments = ["sft", runFile.path, "--resume", resumed.path, "--quiet"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            // Let it get somewhere, then kill -9 (unless it already finished).
+            usleep(UInt32(150_000 + rng.int(below: 350_000)))
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
+            p.waitUntilExit()
+        }
+        XCTAssertGreaterThanOrEqual(kills, 2, "the run should have been killed mid-way at least twice")
+        let got = try TransformerModel.load(directory: resumed.appendingPathComponent("final")).parameters.array
+        XCTAssertEqual(got, expected, "resumed run differs from the uninterrupted one (after \(kills) kills)")
+        let rows = try String(contentsOf: resumed.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        let stepsLogged = rows.map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["step"] as! Int }
+        XCTAssertEqual(stepsLogged, Array(1...steps), "metrics has each step exactly once")
+    }
+}
+
+/// The `chorus` executable built next to the test bundle.
+func chorusBinary() -> URL {
+    Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("chorus")
+}
