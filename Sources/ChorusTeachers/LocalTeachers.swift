@@ -1,3 +1,4 @@
+import ChorusCache
 import ChorusModel
 import ChorusTensor
 import Foundation
@@ -13,7 +14,7 @@ public final class CheckpointTeacher: Teacher {
     /// The model directory (nil for a model built in memory).
     public let directory: URL?
     public let scorer: ContextScorer
-    private var cachedFingerprint: String?
+    private var cachedFingerprint: TeacherFingerprint?
 
     /// Loads a teacher from a model directory.
     public convenience init(name: String, directory: URL) throws {
@@ -31,10 +32,10 @@ public final class CheckpointTeacher: Teacher {
     public var vocabularySize: Int { model.config.vocabSize }
     public var isCacheable: Bool { true }
 
-    public func fingerprint() throws -> String {
+    public func fingerprint() throws -> TeacherFingerprint {
         if let f = cachedFingerprint { return f }
-        let f = try directory.map { try TeacherFingerprint.checkpoint(directory: $0, kind: "checkpoint") }
-            ?? TeacherFingerprint.parameters(model, kind: "checkpoint")
+        let f = try directory.map { try Fingerprints.checkpoint(directory: $0, strings: ["kind=checkpoint"]) }
+            ?? Fingerprints.parameters(model, strings: ["kind=checkpoint"])
         cachedFingerprint = f
         return f
     }
@@ -120,7 +121,7 @@ public final class SelfTeacher: Teacher {
     public let directory: URL?
     /// True when the teacher shares the student's live parameters (scores follow training).
     public let followsStudent: Bool
-    private var cachedFingerprint: String?
+    private var cachedFingerprint: TeacherFingerprint?
 
     /// A self-teacher over `model`. Pass the student itself with `followsStudent: true` for the
     /// current student, or a frozen copy (`model.copy()`, or a model loaded from `directory`).
@@ -138,11 +139,11 @@ public final class SelfTeacher: Teacher {
     public var vocabularySize: Int { model.config.vocabSize }
     public var isCacheable: Bool { !followsStudent }
 
-    public func fingerprint() throws -> String {
+    public func fingerprint() throws -> TeacherFingerprint {
         if let f = cachedFingerprint, !followsStudent { return f }
-        let extra = ["privileged=" + template.text]
-        let f = try directory.map { try TeacherFingerprint.checkpoint(directory: $0, kind: "self", extra: extra) }
-            ?? TeacherFingerprint.parameters(model, kind: "self", extra: extra)
+        let strings = ["kind=self", "privileged=" + template.text]
+        let f = try directory.map { try Fingerprints.checkpoint(directory: $0, strings: strings) }
+            ?? Fingerprints.parameters(model, strings: strings)
         cachedFingerprint = f
         return f
     }

@@ -1,3 +1,4 @@
+import ChorusCache
 import ChorusModel
 import ChorusTensor
 import Foundation
@@ -63,7 +64,7 @@ public protocol Teacher: AnyObject {
     var vocabularySize: Int { get }
     /// A stable identity of the scoring function for caches: a hash of the config, the weights
     /// file bytes and any privileged template. Computed on first use (it reads the weights).
-    func fingerprint() throws -> String
+    func fingerprint() throws -> TeacherFingerprint
     /// Whether scores may be cached (false for a self-teacher that follows the live student).
     var isCacheable: Bool { get }
     /// The context ids the teacher conditions on before the response (a self-teacher's rendered

@@ -1,3 +1,4 @@
+import ChorusCache
 import ChorusModel
 import ChorusTensor
 import Foundation
@@ -155,13 +156,14 @@ public final class TeacherPool {
     }
 
     /// The student's ids of `<|teacher-k|>`, k = 0..<K: taken from the student's tokenizer when
-    /// it has them, otherwise the ids they get when appended after the teachers' vocabulary
-    /// (V, V+1, …; see `ControlTokens.install`).
+    /// it has them, otherwise the ids `ControlTokens.install` would give them (the next ids
+    /// after the student tokenizer's largest, or V, V+1, … without a tokenizer).
     public func controlTokenIds() -> [Int] {
         let names = controlTokenNames(count: teachers.count)
         if let v = studentVocabulary {
             let ids = names.map { v.id(of: $0) }
             if ids.allSatisfy({ $0 != nil }) { return ids.map { $0! } }
+            return (0..<teachers.count).map { v.tokens.count + $0 }
         }
         return (0..<teachers.count).map { vocabularySize + $0 }
     }
@@ -286,8 +288,8 @@ public final class TeacherPool {
 /// A cache of teacher scores keyed by (teacher fingerprint, top-k, context ids, response ids).
 /// `ChorusCache.ScoreCache` is adapted to it; tests may use an in-memory one.
 public protocol TeacherScoreStore: AnyObject {
-    func lookup(teacher: String, fingerprint: String, topK: Int, context: [Int], response: [Int]) -> [PositionScore]?
-    func store(teacher: String, fingerprint: String, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws
+    func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]?
+    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws
     /// Hits and misses per teacher name (for metrics).
     func hitsAndMisses() -> [String: (hits: Int, misses: Int)]
 }
@@ -310,5 +312,36 @@ public enum TopKApproximation {
         let tail = rest > 0 ? Float(Foundation.log(max(1 - mass, 1e-12) / Double(rest))) : -.infinity
         out.update(repeating: tail, count: V)
         for (id, lp) in known { out[id] = lp }
+    }
+}
+
+/// `ChorusCache.ScoreCache` as the pool's score store. A record is keyed by the teacher's
+/// fingerprint, the options (top-k, start = context length) and the whole context ids
+/// (context + response), and holds one position per response token.
+public final class ScoreCacheStore: TeacherScoreStore {
+    public let cache: ScoreCache
+    public init(cache: ScoreCache) { self.cache = cache }
+    public convenience init(directory: URL) throws { self.init(cache: try ScoreCache(directory: directory)) }
+
+    func key(_ fp: TeacherFingerprint, _ topK: Int, _ context: [Int], _ response: [Int]) -> CacheKey {
+        CacheKey.make(fingerprint: fp, options: ScoringOptions(topK: topK, start: context.count),
+                      tokens: (context + response).map { Int32(truncatingIfNeeded: $0) })
+    }
+
+    public func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? {
+        cache.lookup(key(fingerprint, topK, context, response), teacher: teacher)?.positions.map {
+            PositionScore(logprob: $0.logprob, entropy: $0.entropy, topIds: $0.topIds, topLogprobs: $0.topLogprobs)
+        }
+    }
+
+    public func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {
+        let rec = ScoreRecord(positions: scores.map {
+            ScoredPosition(logprob: $0.logprob, entropy: $0.entropy, topIds: $0.topIds, topLogprobs: $0.topLogprobs)
+        })
+        _ = try cache.store(key(fingerprint, topK, context, response), rec, teacher: teacher)
+    }
+
+    public func hitsAndMisses() -> [String: (hits: Int, misses: Int)] {
+        cache.counterSnapshot().mapValues { (hits: $0.hits, misses: $0.misses) }
     }
 }

@@ -1,12 +1,30 @@
+import ChorusModel
+import ChorusTokenizer
 import Foundation
 
-/// Loads the text encoder of self-teacher templates from a tokenizer.json.
-///
-/// Interim: `ChorusTokenizer.Tokenizer` has not landed on main yet, so loading throws; pass
-/// an `encoderLoader` to `TeacherPool.load` meanwhile. (Replaced by the tokenizer on merge.)
+extension Tokenizer: TextEncoder {}
+
+/// Loads the text encoder of self-teacher templates: the tokenizer.json of the model.
 public enum TokenizerEncoder {
     public static func load(_ url: URL) throws -> TextEncoder {
-        throw TeacherError.tokenizerUnavailable(teacher: url.deletingLastPathComponent().lastPathComponent,
-                                                reason: "the tokenizer module is not available in this build")
+        try Tokenizer(contentsOf: url)
+    }
+}
+
+/// Installing the control tokens `<|teacher-k|>` of control-token routing in a student.
+public enum ControlTokens {
+    /// Adds `<|teacher-0|>` … `<|teacher-(K−1)|>` to the student's tokenizer (as special
+    /// tokens) and makes room for them in the model: ids at or beyond the model's vocab_size
+    /// grow the embedding (and untied LM head) to V+K rows, ids inside V (a checkpoint's
+    /// padding rows) are reset; either way the control rows start as the mean embedding.
+    /// Returns the model to train (a new one when it grew) and the ids, teacher order.
+    public static func install(student: TransformerModel, tokenizer: Tokenizer, teacherCount K: Int) throws -> (model: TransformerModel, ids: [Int]) {
+        let ids = try tokenizer.addSpecialTokens(controlTokenNames(count: K))
+        let V = student.config.vocabSize
+        let grow = max(0, (ids.max() ?? -1) + 1 - V)
+        let model = grow > 0 ? student.addingVocabularyRows(grow) : student
+        let inside = ids.filter { $0 < V }
+        if !inside.isEmpty { model.setVocabularyRowsToMean(inside) }
+        return (model, ids)
     }
 }

@@ -16,5 +16,6 @@ struct Chorus: ParsableCommand {
             Detokenize.self,
             TokenizerCommand.self,
             CacheCommand.self,
+            Score.self,
         ])
 }

@@ -1,3 +1,4 @@
+import ChorusCache
 import ChorusModel
 import ChorusTeachers
 import Foundation
@@ -7,15 +8,15 @@ import XCTest
 final class MemoryStore: TeacherScoreStore {
     var records: [String: [PositionScore]] = [:]
     var counts: [String: (hits: Int, misses: Int)] = [:]
-    func key(_ fp: String, _ k: Int, _ c: [Int], _ r: [Int]) -> String { "\(fp)|\(k)|\(c)|\(r)" }
-    func lookup(teacher: String, fingerprint: String, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? {
+    func key(_ fp: TeacherFingerprint, _ k: Int, _ c: [Int], _ r: [Int]) -> String { "\(fp)|\(k)|\(c)|\(r)" }
+    func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? {
         let r = records[key(fingerprint, topK, context, response)]
         var c = counts[teacher] ?? (0, 0)
         if r == nil { c.misses += 1 } else { c.hits += 1 }
         counts[teacher] = c
         return r
     }
-    func store(teacher: String, fingerprint: String, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {
+    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {
         records[key(fingerprint, topK, context, response)] = scores
     }
     func hitsAndMisses() -> [String: (hits: Int, misses: Int)] { counts }

@@ -1,3 +1,4 @@
+import ChorusCache
 import ChorusModel
 import ChorusTeachers
 import ChorusTensor
@@ -66,7 +67,7 @@ final class RecordingTeacher: Teacher {
     var name: String { inner.name }
     var vocabularySize: Int { inner.vocabularySize }
     var isCacheable: Bool { true }
-    func fingerprint() throws -> String { try inner.fingerprint() }
+    func fingerprint() throws -> TeacherFingerprint { try inner.fingerprint() }
     func context(for g: ScoringGroup) throws -> [Int] { g.prompt }
     func forward(_ g: ScoringGroup) throws -> TeacherForward {
         seenPrompts.append(g.prompt)

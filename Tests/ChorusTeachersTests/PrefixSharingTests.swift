@@ -84,7 +84,7 @@ final class PrefixSharingTests: XCTestCase {
         let b = try CheckpointTeacher(name: "b", directory: dir.appendingPathComponent("b")).fingerprint()
         XCTAssertEqual(a1, a2)
         XCTAssertNotEqual(a1, b)
-        XCTAssertEqual(a1.count, 64)
+        XCTAssertEqual(a1.hex.count, 64)
         let m = try TransformerModel.load(directory: dir.appendingPathComponent("a"))
         let tpl1 = try PrivilegedTemplate("A {prompt}", teacher: "s"), tpl2 = try PrivilegedTemplate("B {prompt}", teacher: "s")
         let s1 = try SelfTeacher(name: "s", model: m, template: tpl1, encoder: CharEncoder(vocab: 64), directory: dir.appendingPathComponent("a")).fingerprint()
