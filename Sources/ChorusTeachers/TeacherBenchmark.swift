@@ -1,0 +1,41 @@
+import ChorusModel
+import ChorusTensor
+import Foundation
+
+/// Scoring throughput of a teacher pool on a built-in shape with random weights, for
+/// `chorus bench`: response positions aggregated per second (arithmetic mean over all
+/// teachers, full distributions, prompt prefix shared across a group's responses).
+public enum TeacherBenchmark {
+    /// Measures, for each teacher count K in `teacherCounts`, the response positions per second
+    /// of `TeacherPool.score` on one group of `responses` responses of `responseLength` tokens
+    /// after a `promptLength`-token prompt. Keys: `score_positions_per_s_<K>_teacher(s)`, plus
+    /// `score_positions_per_s_1_teacher_unshared` (prefix recomputed per response) when 1 is
+    /// among the counts.
+    public static func run(shape: BuiltinShape = .qwen3_10m, teacherCounts: [Int] = [1, 4], promptLength: Int = 128,
+                           responses: Int = 4, responseLength: Int = 128, minSeconds: Double = 2) throws -> [(String, Double)] {
+        let V = shape.config.vocabSize
+        var rng = ChorusRNG(seed: 1)
+        let prompt = (0..<promptLength).map { _ in rng.int(below: V) }
+        let group = ScoringGroup(prompt: prompt, responses: (0..<responses).map { _ in (0..<responseLength).map { _ in rng.int(below: V) } })
+        let positions = Double(responses * responseLength)
+        var out: [(String, Double)] = []
+        let models: [TransformerModel] = (0..<(teacherCounts.max() ?? 1)).map { k in
+            let m = TransformerModel(config: shape.config)
+            m.initializeRandom(seed: UInt64(100 + k))
+            return m
+        }
+        for K in teacherCounts {
+            let teachers = (0..<K).map { CheckpointTeacher(name: "t\($0)", model: models[$0]) }
+            let pool = try TeacherPool(teachers: teachers)
+            let agg = try pool.makeAggregator(name: "arithmetic")
+            let s = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
+            out.append(("score_positions_per_s_\(K)_teacher\(K == 1 ? "" : "s")", positions / s))
+            if K == 1 {
+                teachers[0].scorer.sharePrefix = false
+                let u = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
+                out.append(("score_positions_per_s_1_teacher_unshared", positions / u))
+            }
+        }
+        return out
+    }
+}
