@@ -37,8 +37,8 @@ demo: build
 
 ## Throughput of the built-in shapes.
 bench: build
-	"$(BIN)" bench --shape qwen3-10m --json
-	"$(BIN)" bench --shape qwen3-23m --json
+	"$(BIN)" bench --shape qwen3-10m --json --teachers
+	"$(BIN)" bench --shape qwen3-23m --json --teachers
 	"$(BIN)" bench --shape qwen3-50m --json --cache
 
 clean:

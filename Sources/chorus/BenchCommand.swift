@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChorusCache
 import ChorusModel
+import ChorusTeachers
 import ChorusTensor
 import Foundation
 
@@ -31,6 +32,9 @@ struct Bench: ParsableCommand {
 
     @Flag(help: "Also measure the score cache: bytes per position at k = 0/20/50 and (de)compression MB/s (~15 s).")
     var cache = false
+
+    @Flag(help: "Also measure teacher-pool scoring (positions/s) with 1 and 4 random teachers of the built-in shape.")
+    var teachers = false
 
     @Flag(help: "Skip the training (forward + backward) measurement.")
     var noTrain = false
@@ -71,6 +75,12 @@ struct Bench: ParsableCommand {
             pairs.append(("train_share_of_sgemm", JSONText.number((train[1].1 / peak * 1000).rounded() / 1000)))
         }
         pairs.append(("sgemm_gflops", JSONText.number((peak * 100).rounded() / 100)))
+        if teachers {
+            let shapeForTeachers = BuiltinShape(rawValue: shape) ?? .qwen3_10m
+            for (k, v) in try TeacherBenchmark.run(shape: shapeForTeachers) {
+                pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
+            }
+        }
         if cache {
             for (k, v) in CacheBenchmark.run().sorted(by: { $0.key < $1.key }) {
                 pairs.append((k, JSONText.number((v * 1000).rounded() / 1000)))
