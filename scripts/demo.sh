@@ -4,9 +4,11 @@
 # NOTE: this is the SMALLER interim example. The multi-teacher on-policy distillation demo (the
 # main job) is not built yet; this one exercises the pieces that exist, end to end:
 #   1. train a byte-level BPE tokenizer on the bundled arithmetic corpus
-#   2. train a small Qwen3-shaped model from scratch with `chorus sft` (checkpoints, metrics)
+#   2. train a weak and a stronger Qwen3-shaped model from scratch with `chorus sft`
 #   3. answer held-out problems with the KV-cache sampler (greedy) and score a sequence
-#   4. measure throughput on a built-in shape
+#   4. score one answer with the teacher pool teachers/demo.toml under all six aggregators
+#      (teacher scores cached in a zstd score cache)
+#   5. measure throughput on a built-in shape
 set -euo pipefail
 BIN="${1:?usage: demo.sh PATH/TO/chorus}"
 cd "$(dirname "$0")/.."
@@ -19,7 +21,8 @@ echo "== 1. tokenizer =="
   --special-token "<|endoftext|>" --output "$OUT/tokenizer.json"
 echo "wrote $OUT/tokenizer.json"
 
-echo "== 2. supervised training from scratch (schedules/demo/sft-small.toml) =="
+echo "== 2. supervised training from scratch: a weak and a stronger model (schedules/demo/) =="
+"$BIN" sft schedules/demo/sft-weak.toml
 "$BIN" sft schedules/demo/sft-small.toml
 MODEL="$OUT/sft-small/final"
 
@@ -45,5 +48,17 @@ echo "== score a sequence: log p, entropy, top-3 per position =="
 "$BIN" logprobs --model "$MODEL" --tokens "$(ids_of "Q: 12 + 7 =
 A: 19")" --top-k 3
 
-echo "== 4. throughput, built-in qwen3-10m shape =="
+echo "== 4. teacher pool teachers/demo.toml: every aggregator on one answer (progress 0.5) =="
+SEQ=$(ids_of "Q: 12 + 7 =
+A: 19")
+PL=$(( $(ids_of "Q: 12 + 7 =
+A:" | tr -cd ',' | wc -c) + 1 ))
+for agg in arithmetic geometric hard-switch soft-switch control-token random; do
+  printf '%-14s ' "$agg"
+  "$BIN" score --pool teachers/demo.toml --aggregator "$agg" --progress 0.5 --group 1 \
+    --prompt-length "$PL" --privileged answer=19 --cache "$OUT/score-cache" --tokens "$SEQ"
+done
+"$BIN" cache stats "$OUT/score-cache"
+
+echo "== 5. throughput, built-in qwen3-10m shape =="
 "$BIN" bench --shape qwen3-10m --batch 4 --seq 128 --json
