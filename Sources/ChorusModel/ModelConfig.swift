@@ -98,6 +98,15 @@ public struct ModelConfig: Sendable, Equatable {
         if headDim <= 0 || headDim % 2 != 0 { throw bad("head_dim", "\(headDim) must be positive and even (RoPE)") }
         if !(rmsNormEps > 0) { throw bad("rms_norm_eps", "must be positive") }
         if !(ropeTheta > 0) { throw bad("rope_theta", "must be positive") }
+        // Bound sizes so layout arithmetic cannot overflow and absurd configs fail cleanly.
+        let limit = 1 << 24
+        for (k, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                       ("num_hidden_layers", numLayers), ("num_attention_heads", numHeads), ("head_dim", headDim)] where v > limit {
+            throw bad(k, "\(v) exceeds the supported maximum \(limit)")
+        }
+        let approx = Double(vocabSize) * Double(hiddenSize) * 2
+            + Double(numLayers) * Double(hiddenSize) * Double(qkvDim + attnDim + 3 * intermediateSize)
+        if approx > 1e11 { throw bad("hidden_size", "the model would have ~\(Int(approx)) parameters, more than Chorus supports") }
     }
 
     /// Total parameter count (including the LM head when untied).

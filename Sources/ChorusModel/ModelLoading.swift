@@ -56,15 +56,25 @@ extension TransformerModel {
     /// tied `lm_head.weight` are the only exceptions).
     public static func load(directory: URL) throws -> TransformerModel {
         let config = try ModelConfig(contentsOf: directory.appendingPathComponent("config.json"))
+        let ck = try CheckpointFiles(directory: directory)
+        // Check names, shapes and dtypes against the config before allocating anything, so a
+        // config that lies about sizes fails with a message instead of a huge allocation.
+        try check(ck, layout: ParameterLayout(config: config), config: config, directory: directory)
         let model = TransformerModel(config: config)
-        try model.loadWeights(directory: directory)
+        try model.read(ck, directory: directory)
         return model
     }
 
     /// Fills the parameters from a directory's safetensors files (see `load`).
     public func loadWeights(directory: URL) throws {
         let ck = try CheckpointFiles(directory: directory)
-        var used = Set<String>()
+        try TransformerModel.check(ck, layout: layout, config: config, directory: directory)
+        try read(ck, directory: directory)
+    }
+
+    /// Every parameter present with the config's shape and a float dtype; no unexpected tensor.
+    static func check(_ ck: CheckpointFiles, layout: ParameterLayout, config: ModelConfig, directory: URL) throws {
+        var expected = Set<String>()
         for e in layout.entries {
             guard let f = ck.location[e.name], let info = f.tensors[e.name] else {
                 throw CheckpointError.missingTensor(name: e.name, directory: directory.path)
@@ -75,20 +85,27 @@ extension TransformerModel {
             guard info.shape == e.shape else {
                 throw CheckpointError.shapeMismatch(file: f.path, tensor: e.name, expected: e.shape, found: info.shape)
             }
-            try f.read(e.name, into: p(e.offset))
-            used.insert(e.name)
+            expected.insert(e.name)
         }
-        for (name, f) in ck.location.sorted(by: { $0.key < $1.key }) where !used.contains(name) {
+        for (name, f) in ck.location.sorted(by: { $0.key < $1.key }) where !expected.contains(name) {
             if name.hasSuffix("rotary_emb.inv_freq") { continue }
-            if name == "lm_head.weight" && config.tieWordEmbeddings {
-                // Some exporters write the tied head explicitly; accept it only if it really
-                // is the embedding.
-                let head = try f.readArray(name)
-                let emb = UnsafeBufferPointer(start: p(layout.embed), count: head.count)
-                if head.elementsEqual(emb) { continue }
-                throw CheckpointError.unusedTensor(name: name + " (differs from the tied embedding)", file: f.path)
-            }
+            if name == "lm_head.weight" && config.tieWordEmbeddings,
+               f.tensors[name]?.shape == [config.vocabSize, config.hiddenSize] { continue }  // compared in `read`
             throw CheckpointError.unusedTensor(name: name, file: f.path)
+        }
+    }
+
+    /// Converts every parameter into the flat buffer (after `check`).
+    func read(_ ck: CheckpointFiles, directory: URL) throws {
+        for e in layout.entries { try ck.location[e.name]!.read(e.name, into: p(e.offset)) }
+        if config.tieWordEmbeddings, let f = ck.location["lm_head.weight"] {
+            // Some exporters write the tied head explicitly; accept it only if it really is
+            // the embedding.
+            let head = try f.readArray("lm_head.weight")
+            let emb = UnsafeBufferPointer(start: p(layout.embed), count: head.count)
+            if !head.elementsEqual(emb) {
+                throw CheckpointError.unusedTensor(name: "lm_head.weight (differs from the tied embedding)", file: f.path)
+            }
         }
     }
 

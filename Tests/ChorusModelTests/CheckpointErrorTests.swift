@@ -117,6 +117,16 @@ final class CheckpointErrorTests: XCTestCase {
         assertThrows(try ModelConfig(json: try cfg { $0["hidden_act"] = "gelu" }), containing: ["hidden_act", "gelu"])
         assertThrows(try ModelConfig(json: try cfg { $0["num_key_value_heads"] = 3 }), containing: ["num_key_value_heads"])
         assertThrows(try ModelConfig(json: try cfg { $0.removeValue(forKey: "hidden_size") }), containing: ["hidden_size"])
+        assertThrows(try ModelConfig(json: try cfg { $0["vocab_size"] = 1_000_000_000_000 }), containing: ["vocab_size", "maximum"])
+        assertThrows(try ModelConfig(json: try cfg { $0["hidden_size"] = 4_000_000; $0["num_hidden_layers"] = 4000; $0["head_dim"] = 16 }),
+                     containing: ["parameters"])
+        // A config that lies about sizes fails on the first tensor, before allocating the model.
+        let liar = copyFixture("qwen3_tied_f32", self)
+        let cu = liar.appendingPathComponent("config.json")
+        var lc = try JSONSerialization.jsonObject(with: Data(contentsOf: cu)) as! [String: Any]
+        lc["intermediate_size"] = 4_000_000
+        try JSONSerialization.data(withJSONObject: lc).write(to: cu)
+        assertThrows(try TransformerModel.load(directory: liar), containing: ["mlp.gate_proj.weight", "shape"])
         let missing = temporaryDirectory(self)
         assertThrows(try TransformerModel.load(directory: missing), containing: ["config.json"])
     }
