@@ -5,7 +5,7 @@
     /tmp/venv/bin/python scripts/bench_pytorch.py --shape qwen3-23m --batch 4 --seq 256 --threads 2
 
 Forward: logits + log_softmax + the target log-prob and entropy of every position (what
-`chorus bench` forward_tokens_per_s does). Train: forward + backward of the mean cross-entropy
+`chorus bench` forward_tokens_per_s does); also the bare forward to logits. Train: forward + backward of the mean cross-entropy
 (no optimizer step), like train_tokens_per_s. Prints one JSON object.
 """
 import argparse
@@ -55,6 +55,10 @@ def main():
             _ = lp.gather(2, targets[..., None])
             _ = -(lp.exp() * lp).sum(-1)
 
+    def forward_logits():
+        with torch.no_grad():
+            _ = model(input_ids=ids).logits
+
     def train():
         model.zero_grad(set_to_none=False)
         logits = model(input_ids=ids).logits
@@ -63,11 +67,13 @@ def main():
 
     model.eval()
     fwd = timed(forward)
+    fwd_logits = timed(forward_logits)
     model.train()
     trn = timed(train)
     n = a.batch * a.seq
     print(json.dumps({"framework": f"torch {torch.__version__}", "shape": a.shape, "batch": a.batch, "seq": a.seq,
                       "threads": a.threads, "forward_tokens_per_s": round(n / fwd, 2),
+                      "forward_logits_only_tokens_per_s": round(n / fwd_logits, 2),
                       "train_tokens_per_s": round(n / trn, 2)}))
 
 
