@@ -203,6 +203,7 @@ public enum SafeTensorsWriter {
         public var name: String
         public var shape: [Int]
         public var data: UnsafePointer<Float>
+        /// A tensor named `name` of `shape`, read from `data` (product of shape floats).
         public init(name: String, shape: [Int], data: UnsafePointer<Float>) {
             self.name = name; self.shape = shape; self.data = data
         }

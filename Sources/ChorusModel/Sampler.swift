@@ -10,6 +10,7 @@ public struct SamplingParameters: Sendable, Codable, Equatable {
     /// Keep only the k most likely tokens (0 = no limit).
     public var topK: Int = 0
 
+    /// Defaults: plain sampling from the model's distribution (T = 1, no filtering).
     public init(temperature: Float = 1, topP: Float = 1, topK: Int = 0) {
         self.temperature = temperature
         self.topP = topP

@@ -13,6 +13,7 @@ public struct PositionScore: Sendable, Equatable {
     /// Their log-probs, matching `topIds`.
     public var topLogprobs: [Float]
 
+    /// A score; `topIds` and `topLogprobs` have equal lengths, highest first.
     public init(logprob: Float, entropy: Float, topIds: [Int32] = [], topLogprobs: [Float] = []) {
         self.logprob = logprob
         self.entropy = entropy

@@ -26,6 +26,7 @@ public final class TrainingTape {
     var datt = Tensor(shape: [0]), dgu = Tensor(shape: [0]), dact = Tensor(shape: [0])
     var dP = Tensor(shape: [0]), partials = Tensor(shape: [0]), headScratch = Tensor(shape: [0])
 
+    /// An empty tape; buffers are sized by the first `trainingForward`.
     public init() {}
 
     func ensure(tokens n: Int, probs: Int, maxT: Int, config c: ModelConfig) {

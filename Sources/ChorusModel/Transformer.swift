@@ -92,6 +92,7 @@ public struct Segment {
     public var tokens: [Int]
     /// The sequence's KV cache, or nil for a stateless full forward.
     public var cache: KVCache?
+    /// New tokens, optionally continuing the sequence held in `cache`.
     public init(tokens: [Int], cache: KVCache? = nil) {
         self.tokens = tokens
         self.cache = cache
@@ -109,6 +110,7 @@ public final class ForwardWorkspace {
     /// Rows of query processed per attention block (bounds the scores scratch).
     static let queryBlock = 64
 
+    /// An empty workspace; buffers grow on first use.
     public init() {
         x = Tensor(shape: [0]); h = x; qkv = x; att = x; gu = x; act = x; scores = x
     }
