@@ -210,3 +210,25 @@ public final class ProgressReporter {
         return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
     }
 }
+
+/// SIGINT / SIGTERM during training: the handler only sets a flag; the trainer finishes the
+/// current step, writes a checkpoint and returns, so an interrupted run loses nothing.
+public enum StopSignal {
+    nonisolated(unsafe) static var flag: sig_atomic_t = 0
+
+    /// Whether a stop was requested since `install`.
+    public static var requested: Bool { flag != 0 }
+
+    /// Installs the handlers (and clears the flag).
+    public static func install() {
+        flag = 0
+        signal(SIGINT) { _ in StopSignal.flag = 1 }
+        signal(SIGTERM) { _ in StopSignal.flag = 1 }
+    }
+
+    /// Restores the default handlers.
+    public static func uninstall() {
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}

@@ -211,6 +211,8 @@ public final class SFTTrainer {
         let o = config.opt
         var order = EpochOrder(count: examples.count, seed: o.seed)
         let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
+        StopSignal.install()
+        defer { StopSignal.uninstall() }
         let progress = ProgressReporter(total: o.steps, startStep: state.step)
         progress.enabled = showProgress
         var doneHere = 0
@@ -252,7 +254,17 @@ public final class SFTTrainer {
                                        state: state, keep: config.keepCheckpoints)
             }
             doneHere += 1
-            if let s = stopAfter, doneHere >= s, state.step < o.steps { return nil }
+            let interrupted = StopSignal.requested
+            if (stopAfter.map { doneHere >= $0 } ?? false || interrupted) && state.step < o.steps {
+                // A requested stop (--max-steps, Ctrl-C, SIGTERM) keeps all finished steps.
+                if state.step % o.checkpointEvery != 0 {
+                    run.syncMetrics()
+                    try run.saveCheckpoint(step: state.step, model: model, tokenizerJSON: tokenizerJSON, optimizer: optimizer,
+                                           state: state, keep: config.keepCheckpoints)
+                }
+                if interrupted { FileHandle.standardError.write(Data("\nstopped at step \(state.step); continue with --resume \(run.url.path)\n".utf8)) }
+                return nil
+            }
         }
         return try run.saveFinal(model: model, tokenizerJSON: tokenizerJSON)
     }

@@ -108,8 +108,9 @@ final class SFTTests: XCTestCase {
             p.arguments = ["sft", runFile.path, "--resume", resumed.path, "--quiet"]
             p.standardError = FileHandle.nullDevice
             try p.run()
-            // Let it get somewhere, then kill -9 (unless it already finished).
-            usleep(UInt32(150_000 + rng.int(below: 350_000)))
+            // Let it get somewhere, then kill -9 (unless it already finished). The window grows
+            // with each attempt so the run completes even on a loaded machine.
+            usleep(UInt32(150_000 + rng.int(below: 350_000) + attempt * 100_000))
             if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
             p.waitUntilExit()
         }
@@ -119,6 +120,34 @@ final class SFTTests: XCTestCase {
         let rows = try String(contentsOf: resumed.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
         let stepsLogged = rows.map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["step"] as! Int }
         XCTAssertEqual(stepsLogged, Array(1...steps), "metrics has each step exactly once")
+    }
+}
+
+extension SFTTests {
+    /// SIGTERM (or Ctrl-C) finishes the current step, checkpoints it and exits with 130: no
+    /// finished step is lost.
+    func testTerminatedRunCheckpointsItsLastStep() throws {
+        let (dir, runFile) = try makeSFTSetup(self, steps: 100_000, checkpointEvery: 1000)
+        let p = Process()
+        p.executableURL = chorusBinary()
+        p.arguments = ["sft", runFile.path, "--quiet"]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Wait until a few steps are logged (polling, so a loaded machine only makes it slower).
+        let metrics = dir.appendingPathComponent("out/metrics.jsonl")
+        for _ in 0..<600 {
+            if let t = try? String(contentsOf: metrics, encoding: .utf8), t.split(separator: "\n").count >= 3 { break }
+            usleep(50_000)
+        }
+        XCTAssertTrue(p.isRunning)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130)
+        let out = dir.appendingPathComponent("out")
+        let latest = try String(contentsOf: out.appendingPathComponent("checkpoints/latest"), encoding: .utf8)
+        let rows = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").count
+        XCTAssertGreaterThan(rows, 0)
+        XCTAssertEqual(latest, String(format: "step-%08d", rows), "the checkpoint holds every finished step")
     }
 }
 
