@@ -102,7 +102,7 @@ struct Score: ParsableCommand {
             })),
             ("reference", JSONText.array(r.logprobs.map(num))),
             ("reference_entropy", JSONText.array(r.entropy.map(num))),
-            ("weights", JSONText.object(names.indices.map { (names[$0], JSONText.number(r.weights[$0])) })),
+            ("weights", JSONText.object(names.indices.map { (names[$0], JSONText.number(Float(r.weights[$0]))) })),
         ]))
     }
 }
