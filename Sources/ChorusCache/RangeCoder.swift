@@ -9,9 +9,14 @@
 // knows (the rank a value sits at). Here every number is coded with a model of its own kind
 // and rank, learnt as the record is read.
 
-/// Writes range-coded bytes. `finish()` must be called once, after the last symbol.
+/// Writes range-coded bytes, plus a side stream of raw bits (bits that are as good as uniform
+/// need no arithmetic: they are packed as they are, least significant first, which is exact and
+/// costs no division). `finish()` must be called once, after the last symbol.
 struct RangeEncoder {
     private(set) var bytes: [UInt8] = []
+    private var raw: [UInt8] = []
+    private var rawAccumulator: UInt64 = 0
+    private var rawCount = 0
     private var low: UInt64 = 0
     private var range: UInt32 = 0xFFFF_FFFF
     private var cache: UInt8 = 0
@@ -19,7 +24,10 @@ struct RangeEncoder {
     /// The first byte LZMA's scheme emits is always 0 (no carry can reach it); it is dropped.
     private var droppedFirst = false
 
-    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+    init(capacity: Int) {
+        bytes.reserveCapacity(capacity)
+        raw.reserveCapacity(capacity / 2)
+    }
 
     /// Codes the sub-interval [cumulative, cumulative + frequency) of [0, total); total ≤ 2^16.
     @inline(__always) mutating func encode(cumulative: UInt32, frequency: UInt32, total: UInt32) {
@@ -29,12 +37,15 @@ struct RangeEncoder {
         while range < (1 << 24) { range <<= 8; shiftLow() }
     }
 
-    /// Codes `count` ≤ 16 bits of `value` with equal probabilities.
-    @inline(__always) mutating func encodeBits(_ value: UInt32, count: Int) {
-        let r = range >> UInt32(count)
-        low += UInt64(r * value)
-        range = r
-        while range < (1 << 24) { range <<= 8; shiftLow() }
+    /// Appends the low `count` ≤ 32 bits of `value` to the raw-bit stream.
+    @inline(__always) mutating func writeRawBits(_ value: UInt64, count: Int) {
+        rawAccumulator |= (value & ((1 << UInt64(count)) &- 1)) << UInt64(rawCount)
+        rawCount += count
+        while rawCount >= 8 {
+            raw.append(UInt8(truncatingIfNeeded: rawAccumulator))
+            rawAccumulator >>= 8
+            rawCount -= 8
+        }
     }
 
     @inline(__always) private mutating func shiftLow() {
@@ -52,29 +63,37 @@ struct RangeEncoder {
         low = (low & 0x00FF_FFFF) << 8
     }
 
-    /// Flushes the state; returns the coded bytes.
-    mutating func finish() -> [UInt8] {
+    /// Flushes the state; returns the range-coded bytes and the raw bits (zero-padded to a byte).
+    mutating func finish() -> (coded: [UInt8], raw: [UInt8]) {
         for _ in 0..<5 { shiftLow() }
-        return bytes
+        if rawCount > 0 { raw.append(UInt8(truncatingIfNeeded: rawAccumulator)) }
+        return (bytes, raw)
     }
 }
 
-/// Reads what `RangeEncoder` wrote. Never traps on damaged input: arithmetic wraps and reads
-/// past the end count as `overrun`, which the caller turns into an error.
+/// Reads what `RangeEncoder` wrote: the coded bytes in [start, end), the raw bits in
+/// [end, rawEnd). Never traps on damaged input: arithmetic wraps and reads past either end
+/// count as `overrun`, which the caller turns into an error.
 struct RangeDecoder {
     private let bytes: [UInt8]
     private(set) var position: Int
     let end: Int
+    private(set) var rawPosition: Int
+    let rawEnd: Int
+    private var rawAccumulator: UInt64 = 0
+    private var rawCount = 0
     private var range: UInt32 = 0xFFFF_FFFF
     private var code: UInt32 = 0
     private var r: UInt32 = 1
     /// Bytes the decoder wanted past `end` (must be 0 for a well-formed stream).
     private(set) var overrun = 0
 
-    init(_ bytes: [UInt8], from start: Int, to end: Int) {
+    init(_ bytes: [UInt8], from start: Int, to end: Int, rawEnd: Int) {
         self.bytes = bytes
         self.position = start
         self.end = end
+        self.rawPosition = end
+        self.rawEnd = rawEnd
         for _ in 0..<4 { code = (code << 8) | UInt32(nextByte()) }
     }
 
@@ -84,11 +103,16 @@ struct RangeDecoder {
         return bytes[position]
     }
 
-    /// The cumulative frequency the next symbol's interval contains; follow with `consume`.
-    @inline(__always) mutating func target(total: UInt32) -> UInt32 {
+    /// Starts decoding a symbol of a table with this total: returns the scale r = range / total.
+    /// The symbol is the one whose interval [r·cumulative, r·(cumulative + frequency)) holds
+    /// `code`; finding it by multiplying saves the second division of the textbook decoder.
+    @inline(__always) mutating func scale(total: UInt32) -> UInt32 {
         r = range / total
-        return min(code / r, total - 1)
+        return r
     }
+
+    /// The coder's current value, to compare against r·cumulative.
+    @inline(__always) var value: UInt32 { code }
 
     @inline(__always) mutating func consume(cumulative: UInt32, frequency: UInt32) {
         code &-= r &* cumulative
@@ -96,14 +120,22 @@ struct RangeDecoder {
         normalize()
     }
 
-    @inline(__always) mutating func decodeBits(count: Int) -> UInt32 {
-        r = range >> UInt32(count)
-        let v = min(code / r, (1 << UInt32(count)) - 1)
-        code &-= r &* v
-        range = r
-        normalize()
+    /// The next `count` ≤ 32 raw bits.
+    @inline(__always) mutating func readRawBits(count: Int) -> UInt64 {
+        while rawCount < count {
+            var b: UInt8 = 0
+            if rawPosition < rawEnd { b = bytes[rawPosition]; rawPosition += 1 } else { overrun += 1 }
+            rawAccumulator |= UInt64(b) << UInt64(rawCount)
+            rawCount += 8
+        }
+        let v = rawAccumulator & ((1 << UInt64(count)) &- 1)
+        rawAccumulator >>= UInt64(count)
+        rawCount -= count
         return v
     }
+
+    /// Whether both streams were read to their ends exactly (padding bits zero).
+    var consumedExactly: Bool { overrun == 0 && position == end && rawPosition == rawEnd && rawAccumulator == 0 }
 
     @inline(__always) private mutating func normalize() {
         while range < (1 << 24) {
@@ -113,61 +145,84 @@ struct RangeDecoder {
     }
 }
 
-/// A bank of adaptive frequency tables, one flat array. Every table starts uniform (frequency 1
-/// per symbol); a coded symbol gains `increment`; when a table's total would pass `limit` all its
-/// frequencies are halved (rounding up, so none reaches 0), which also lets it follow drift.
-struct FrequencyTables {
+/// A bank of adaptive frequency tables in one flat buffer. Every table starts uniform (frequency
+/// 1 per symbol); a coded symbol gains `increment`; when a table's total would pass `limit` all
+/// its frequencies are halved (rounding up, so none reaches 0), which also lets it follow drift.
+/// A class over raw storage because this is the innermost loop of decoding: no copy-on-write
+/// checks, no bounds checks (every index is derived from a table's own start and size, and a
+/// decoded symbol is always below its table's size).
+final class FrequencyTables {
     static let increment: UInt32 = 24
     static let limit: UInt32 = 1 << 16
 
-    private var freq: [UInt32] = []
-    private var start: [Int] = []
-    private var size: [Int] = []
-    private var total: [UInt32] = []
+    // Raw storage, all `let` so that reads need no exclusivity checks: per table its start in
+    // `freq`, its size and its total.
+    private let freq: UnsafeMutablePointer<UInt32>
+    private let start: UnsafeMutablePointer<Int>
+    private let size: UnsafeMutablePointer<Int>
+    private let total: UnsafeMutablePointer<UInt32>
+    private let symbolCapacity: Int
+    private let tableCapacity: Int
+    private var tables = 0
+    private var used = 0
+
+    /// Room for `tables` tables of `symbols` symbols in all.
+    init(tables: Int, symbols: Int) {
+        symbolCapacity = symbols
+        tableCapacity = tables
+        freq = .allocate(capacity: symbols)
+        start = .allocate(capacity: tables)
+        size = .allocate(capacity: tables)
+        total = .allocate(capacity: tables)
+    }
+
+    deinit {
+        freq.deallocate()
+        start.deallocate()
+        size.deallocate()
+        total.deallocate()
+    }
 
     /// Adds a table of `symbols` symbols; returns its index.
-    mutating func add(symbols: Int) -> Int {
-        start.append(freq.count)
-        size.append(symbols)
-        total.append(UInt32(symbols))
-        freq.append(contentsOf: repeatElement(1, count: symbols))
-        return start.count - 1
+    func add(symbols: Int) -> Int {
+        precondition(tables < tableCapacity && used + symbols <= symbolCapacity, "frequency tables sized too small")
+        (freq + used).initialize(repeating: 1, count: symbols)
+        start[tables] = used
+        size[tables] = symbols
+        total[tables] = UInt32(symbols)
+        used += symbols
+        tables += 1
+        return tables - 1
     }
 
-    @inline(__always) mutating func encode(_ symbol: Int, table t: Int, into e: inout RangeEncoder) {
-        let base = start[t]
-        let tot = total[t]
-        let (cum, f): (UInt32, UInt32) = freq.withUnsafeBufferPointer { p in
-            var c: UInt32 = 0
-            for i in 0..<symbol { c += p[base + i] }
-            return (c, p[base + symbol])
-        }
-        e.encode(cumulative: cum, frequency: f, total: tot)
-        update(symbol, table: t)
+    @inline(__always) func encode(_ symbol: Int, table t: Int, into e: inout RangeEncoder) {
+        let p = freq + start[t]
+        var c: UInt32 = 0
+        for i in 0..<symbol { c &+= p[i] }
+        e.encode(cumulative: c, frequency: p[symbol], total: total[t])
+        update(p, symbol, table: t)
     }
 
-    @inline(__always) mutating func decode(table t: Int, from d: inout RangeDecoder) -> Int {
-        let base = start[t]
+    @inline(__always) func decode(table t: Int, from d: inout RangeDecoder) -> Int {
         let n = size[t]
-        let v = d.target(total: total[t])
-        let (symbol, cum, f): (Int, UInt32, UInt32) = freq.withUnsafeBufferPointer { p in
-            var c: UInt32 = 0, s = 0
-            // v < total, so the scan stops inside the table.
-            while s < n - 1 && c + p[base + s] <= v { c += p[base + s]; s += 1 }
-            return (s, c, p[base + s])
-        }
-        d.consume(cumulative: cum, frequency: f)
-        update(symbol, table: t)
-        return symbol
+        let p = freq + start[t]
+        let r = d.scale(total: total[t])
+        let v = d.value
+        // r·total ≤ range, so no product overflows; the last symbol also takes any value past
+        // r·total (only damaged data gets there).
+        var c: UInt32 = 0, s = 0
+        while s < n - 1 && r &* (c &+ p[s]) <= v { c &+= p[s]; s += 1 }
+        d.consume(cumulative: c, frequency: p[s])
+        update(p, s, table: t)
+        return s
     }
 
-    @inline(__always) private mutating func update(_ symbol: Int, table t: Int) {
-        let base = start[t]
-        freq[base + symbol] += Self.increment
-        total[t] += Self.increment
+    @inline(__always) private func update(_ p: UnsafeMutablePointer<UInt32>, _ symbol: Int, table t: Int) {
+        p[symbol] &+= Self.increment
+        total[t] &+= Self.increment
         if total[t] > Self.limit {
             var sum: UInt32 = 0
-            for i in base..<(base + size[t]) { freq[i] = (freq[i] + 1) >> 1; sum += freq[i] }
+            for i in 0..<size[t] { p[i] = (p[i] + 1) >> 1; sum &+= p[i] }
             total[t] = sum
         }
     }
@@ -180,12 +235,14 @@ struct FrequencyTables {
 /// ones (ids) pay for their magnitude class and two leading bits, with the rest uniform.
 struct AdaptiveIntegers {
     static let lengthSymbols = 65
-    private var tables = FrequencyTables()
+    private let tables: FrequencyTables
     private let lengthBase: Int
     private let mantissaBase: Int
 
     init(contexts: Int) {
         precondition(contexts >= 1)
+        tables = FrequencyTables(tables: contexts * (1 + Self.lengthSymbols),
+                                 symbols: contexts * (Self.lengthSymbols + 2 * 3 + 4 * (Self.lengthSymbols - 3)))
         var first = -1
         for _ in 0..<contexts {
             let t = tables.add(symbols: Self.lengthSymbols)
@@ -202,7 +259,7 @@ struct AdaptiveIntegers {
         mantissaBase = mantissaFirst
     }
 
-    @inline(__always) mutating func encode(_ v: UInt64, context: Int, into e: inout RangeEncoder) {
+    @inline(__always) func encode(_ v: UInt64, context: Int, into e: inout RangeEncoder) {
         let b = 64 - v.leadingZeroBitCount
         tables.encode(b, table: lengthBase + context, into: &e)
         guard b >= 2 else { return }
@@ -211,26 +268,19 @@ struct AdaptiveIntegers {
         let rest = m - top
         tables.encode(Int((v >> UInt64(rest)) & ((1 << UInt64(top)) - 1)),
                       table: mantissaBase + context * Self.lengthSymbols + b, into: &e)
-        var left = rest
-        while left > 0 {
-            let c = min(16, left)
-            left -= c
-            e.encodeBits(UInt32(truncatingIfNeeded: (v >> UInt64(left)) & ((1 << UInt64(c)) - 1)), count: c)
-        }
+        if rest > 32 { e.writeRawBits(v >> 32, count: rest - 32) }
+        if rest > 0 { e.writeRawBits(v, count: min(rest, 32)) }
     }
 
-    @inline(__always) mutating func decode(context: Int, from d: inout RangeDecoder) -> UInt64 {
+    @inline(__always) func decode(context: Int, from d: inout RangeDecoder) -> UInt64 {
         let b = tables.decode(table: lengthBase + context, from: &d)
         guard b >= 2 else { return UInt64(b) }
         let m = b - 1
         let top = min(2, m)
         var v = UInt64(1) << UInt64(top) | UInt64(tables.decode(table: mantissaBase + context * Self.lengthSymbols + b, from: &d))
-        var left = m - top
-        while left > 0 {
-            let c = min(16, left)
-            left -= c
-            v = v << UInt64(c) | UInt64(d.decodeBits(count: c))
-        }
+        let rest = m - top
+        if rest > 32 { v = v << UInt64(rest - 32) | d.readRawBits(count: rest - 32) }
+        if rest > 0 { v = v << UInt64(min(rest, 32)) | d.readRawBits(count: min(rest, 32)) }
         return v
     }
 }

@@ -90,18 +90,18 @@ enum RecordCodec {
     struct ModelsV2 {
         /// Context tokens that the scores do not imply (prompt, actual tokens outside the top-k,
         /// unscored tail).
-        var tokens = AdaptiveIntegers(contexts: 1)
-        var counts = AdaptiveIntegers(contexts: 1)
+        let tokens = AdaptiveIntegers(contexts: 1)
+        let counts = AdaptiveIntegers(contexts: 1)
         /// Move-to-front codes, by rank group (`idContext`).
-        var idCodes = AdaptiveIntegers(contexts: RecordCodec.idContexts)
-        var newIds = AdaptiveIntegers(contexts: 1)
-        var top1 = AdaptiveIntegers(contexts: 1)
+        let idCodes = AdaptiveIntegers(contexts: RecordCodec.idContexts)
+        let newIds = AdaptiveIntegers(contexts: 1)
+        let top1 = AdaptiveIntegers(contexts: 1)
         /// Coarse log-prob gaps, by rank group (`deltaContext`).
-        var deltas = AdaptiveIntegers(contexts: RecordCodec.deltaContexts)
-        var rank = AdaptiveIntegers(contexts: 1)
+        let deltas = AdaptiveIntegers(contexts: RecordCodec.deltaContexts)
+        let rank = AdaptiveIntegers(contexts: 1)
         /// Actual-token residuals: actual is the top-1 / elsewhere in the top-k / not in it.
-        var residual = AdaptiveIntegers(contexts: 3)
-        var entropy = AdaptiveIntegers(contexts: 1)
+        let residual = AdaptiveIntegers(contexts: 3)
+        let entropy = AdaptiveIntegers(contexts: 1)
     }
 
     static let idContexts = 8
@@ -138,7 +138,7 @@ enum RecordCodec {
         w.varint(UInt64(key.tokens.count))
 
         var e = RangeEncoder(capacity: 48 * n + 2 * (key.tokens.count - n) + 16)
-        var m = ModelsV2()
+        let m = ModelsV2()
         var list = MoveToFrontList(capacity: moveToFrontCapacity)
         for t in key.tokens[0..<start] { m.tokens.encode(UInt64(t), context: 0, into: &e) }
 
@@ -207,7 +207,9 @@ enum RecordCodec {
             m.entropy.encode(p.entropy.isNaN ? 0 : UInt64(q + 1), context: 0, into: &e)
         }
         for t in key.tokens[(start + n)...] { m.tokens.encode(UInt64(t), context: 0, into: &e) }
-        w.raw(e.finish())
+        let (coded, raw) = e.finish()
+        w.blob(coded)
+        w.raw(raw)
         return w.bytes
     }
 
@@ -240,8 +242,9 @@ enum RecordCodec {
             throw TruncatedField(detail: "\(n) positions from \(start) exceed \(tokenCount) tokens")
         }
 
-        var d = RangeDecoder(bytes, from: r.position, to: bytes.count)
-        var m = ModelsV2()
+        let codedLength = try r.count(limit: r.remaining)
+        var d = RangeDecoder(bytes, from: r.position, to: r.position + codedLength, rawEnd: bytes.count)
+        let m = ModelsV2()
         var list = MoveToFrontList(capacity: moveToFrontCapacity)
         func token() throws -> Int32 {
             let t = m.tokens.decode(context: 0, from: &d)
@@ -307,8 +310,8 @@ enum RecordCodec {
             positions.append(ScoredPosition(logprob: dequantiseFine(qa), entropy: entropy, topIds: ids, topLogprobs: lps))
         }
         for _ in (start + n)..<tokenCount { tokens.append(try token()) }
-        guard d.overrun == 0, d.position == d.end else {
-            throw TruncatedField(detail: "range-coded scores end \(d.end - d.position + d.overrun) bytes away from the payload's end")
+        guard d.consumedExactly else {
+            throw TruncatedField(detail: "range-coded scores do not end where the payload does")
         }
         return DecodedPayload(fingerprint: fingerprint, options: options, tokens: tokens,
                               record: ScoreRecord(positions: positions))
