@@ -37,6 +37,21 @@ struct RangeEncoder {
         while range < (1 << 24) { range <<= 8; shiftLow() }
     }
 
+    /// Codes one bit whose probability of being 0 is `p` / 4096 (LZMA's binary coding: a shift
+    /// and a multiply, no division), then moves `p` 1/32 of the way toward what was seen.
+    @inline(__always) mutating func encodeBit(_ bit: Int, probability p: inout UInt16) {
+        let bound = (range >> 12) * UInt32(p)
+        if bit == 0 {
+            range = bound
+            p += (4096 - p) >> 5
+        } else {
+            low += UInt64(bound)
+            range -= bound
+            p -= p >> 5
+        }
+        while range < (1 << 24) { range <<= 8; shiftLow() }
+    }
+
     /// Appends the low `count` ≤ 32 bits of `value` to the raw-bit stream.
     @inline(__always) mutating func writeRawBits(_ value: UInt64, count: Int) {
         rawAccumulator |= (value & ((1 << UInt64(count)) &- 1)) << UInt64(rawCount)
@@ -118,6 +133,24 @@ struct RangeDecoder {
         code &-= r &* cumulative
         range = r &* frequency
         normalize()
+    }
+
+    /// Inverse of `RangeEncoder.encodeBit`.
+    @inline(__always) mutating func decodeBit(probability p: inout UInt16) -> Int {
+        let bound = (range >> 12) &* UInt32(p)
+        let bit: Int
+        if code < bound {
+            range = bound
+            p &+= (4096 &- p) >> 5
+            bit = 0
+        } else {
+            code &-= bound
+            range &-= bound
+            p &-= p >> 5
+            bit = 1
+        }
+        normalize()
+        return bit
     }
 
     /// The next `count` ≤ 32 raw bits.
@@ -228,35 +261,38 @@ final class FrequencyTables {
     }
 }
 
+/// Adaptive probabilities of binary decisions, 12-bit, starting at 1/2.
+final class BitProbabilities {
+    let p: UnsafeMutablePointer<UInt16>
+    init(count: Int) {
+        p = .allocate(capacity: count)
+        p.initialize(repeating: 2048, count: count)
+    }
+    deinit { p.deallocate() }
+}
+
 /// Adaptive coding of unsigned integers in several contexts, an adaptive Elias-gamma code:
 /// the bit length b of v (0 for v = 0, so 65 symbols) from a table per context, then, for b ≥ 2,
-/// the top min(2, b−1) bits below the leading one from a table per (context, b), then the
+/// the top min(2, b−1) bits below the leading one as adaptive binary decisions (a two-level bit
+/// tree per (context, b): 3 probabilities), then the
 /// remaining b−3 bits as they are. Small values thus cost what their frequency says, and large
 /// ones (ids) pay for their magnitude class and two leading bits, with the rest uniform.
 struct AdaptiveIntegers {
     static let lengthSymbols = 65
     private let tables: FrequencyTables
     private let lengthBase: Int
-    private let mantissaBase: Int
+    private let mantissa: BitProbabilities
 
     init(contexts: Int) {
         precondition(contexts >= 1)
-        tables = FrequencyTables(tables: contexts * (1 + Self.lengthSymbols),
-                                 symbols: contexts * (Self.lengthSymbols + 2 * 3 + 4 * (Self.lengthSymbols - 3)))
+        tables = FrequencyTables(tables: contexts, symbols: contexts * Self.lengthSymbols)
         var first = -1
         for _ in 0..<contexts {
             let t = tables.add(symbols: Self.lengthSymbols)
             if first < 0 { first = t }
         }
         lengthBase = first
-        var mantissaFirst = -1
-        for _ in 0..<contexts {
-            for b in 0..<Self.lengthSymbols {
-                let t = tables.add(symbols: b >= 3 ? 4 : 2)
-                if mantissaFirst < 0 { mantissaFirst = t }
-            }
-        }
-        mantissaBase = mantissaFirst
+        mantissa = BitProbabilities(count: contexts * Self.lengthSymbols * 4)
     }
 
     @inline(__always) func encode(_ v: UInt64, context: Int, into e: inout RangeEncoder) {
@@ -266,8 +302,10 @@ struct AdaptiveIntegers {
         let m = b - 1
         let top = min(2, m)
         let rest = m - top
-        tables.encode(Int((v >> UInt64(rest)) & ((1 << UInt64(top)) - 1)),
-                      table: mantissaBase + context * Self.lengthSymbols + b, into: &e)
+        let tree = mantissa.p + 4 * (context * Self.lengthSymbols + b)
+        let first = Int((v >> UInt64(m - 1)) & 1)
+        e.encodeBit(first, probability: &tree[0])
+        if top == 2 { e.encodeBit(Int((v >> UInt64(m - 2)) & 1), probability: &tree[1 + first]) }
         if rest > 32 { e.writeRawBits(v >> 32, count: rest - 32) }
         if rest > 0 { e.writeRawBits(v, count: min(rest, 32)) }
     }
@@ -277,7 +315,10 @@ struct AdaptiveIntegers {
         guard b >= 2 else { return UInt64(b) }
         let m = b - 1
         let top = min(2, m)
-        var v = UInt64(1) << UInt64(top) | UInt64(tables.decode(table: mantissaBase + context * Self.lengthSymbols + b, from: &d))
+        let tree = mantissa.p + 4 * (context * Self.lengthSymbols + b)
+        let first = d.decodeBit(probability: &tree[0])
+        var v = UInt64(2 | first)
+        if top == 2 { v = v << 1 | UInt64(d.decodeBit(probability: &tree[1 + first])) }
         let rest = m - top
         if rest > 32 { v = v << UInt64(rest - 32) | d.readRawBits(count: rest - 32) }
         if rest > 0 { v = v << UInt64(min(rest, 32)) | d.readRawBits(count: min(rest, 32)) }
