@@ -185,7 +185,7 @@ struct RangeDecoder {
 /// checks, no bounds checks (every index is derived from a table's own start and size, and a
 /// decoded symbol is always below its table's size).
 final class FrequencyTables {
-    static let increment: UInt32 = 24
+    static let increment: UInt32 = 32
     static let limit: UInt32 = 1 << 16
 
     // Raw storage, all `let` so that reads need no exclusivity checks: per table its start in
@@ -282,9 +282,12 @@ struct AdaptiveIntegers {
     private let tables: FrequencyTables
     private let lengthBase: Int
     private let mantissa: BitProbabilities
+    /// Bits below the leading one that are modelled (the rest are raw).
+    private let modeledBits: Int
 
-    init(contexts: Int) {
-        precondition(contexts >= 1)
+    init(contexts: Int, modeledBits: Int = 2) {
+        precondition(contexts >= 1 && (1...8).contains(modeledBits))
+        self.modeledBits = modeledBits
         tables = FrequencyTables(tables: contexts, symbols: contexts * Self.lengthSymbols)
         var first = -1
         for _ in 0..<contexts {
@@ -292,7 +295,7 @@ struct AdaptiveIntegers {
             if first < 0 { first = t }
         }
         lengthBase = first
-        mantissa = BitProbabilities(count: contexts * Self.lengthSymbols * 4)
+        mantissa = BitProbabilities(count: contexts * Self.lengthSymbols << modeledBits)
     }
 
     @inline(__always) func encode(_ v: UInt64, context: Int, into e: inout RangeEncoder) {
@@ -300,12 +303,15 @@ struct AdaptiveIntegers {
         tables.encode(b, table: lengthBase + context, into: &e)
         guard b >= 2 else { return }
         let m = b - 1
-        let top = min(2, m)
+        let top = min(modeledBits, m)
         let rest = m - top
-        let tree = mantissa.p + 4 * (context * Self.lengthSymbols + b)
-        let first = Int((v >> UInt64(m - 1)) & 1)
-        e.encodeBit(first, probability: &tree[0])
-        if top == 2 { e.encodeBit(Int((v >> UInt64(m - 2)) & 1), probability: &tree[1 + first]) }
+        let tree = mantissa.p + ((context * Self.lengthSymbols + b) << modeledBits)
+        var node = 1
+        for i in 1...top {
+            let bit = Int((v >> UInt64(m - i)) & 1)
+            e.encodeBit(bit, probability: &tree[node])
+            node = node << 1 | bit
+        }
         if rest > 32 { e.writeRawBits(v >> 32, count: rest - 32) }
         if rest > 0 { e.writeRawBits(v, count: min(rest, 32)) }
     }
@@ -314,11 +320,11 @@ struct AdaptiveIntegers {
         let b = tables.decode(table: lengthBase + context, from: &d)
         guard b >= 2 else { return UInt64(b) }
         let m = b - 1
-        let top = min(2, m)
-        let tree = mantissa.p + 4 * (context * Self.lengthSymbols + b)
-        let first = d.decodeBit(probability: &tree[0])
-        var v = UInt64(2 | first)
-        if top == 2 { v = v << 1 | UInt64(d.decodeBit(probability: &tree[1 + first])) }
+        let top = min(modeledBits, m)
+        let tree = mantissa.p + ((context * Self.lengthSymbols + b) << modeledBits)
+        var node = 1
+        for _ in 0..<top { node = node << 1 | d.decodeBit(probability: &tree[node]) }
+        var v = UInt64(node)
         let rest = m - top
         if rest > 32 { v = v << UInt64(rest - 32) | d.readRawBits(count: rest - 32) }
         if rest > 0 { v = v << UInt64(min(rest, 32)) | d.readRawBits(count: min(rest, 32)) }

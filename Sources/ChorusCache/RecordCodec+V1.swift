@@ -167,7 +167,7 @@ extension RecordCodec {
     static func decodeIds(count: Int, indices: inout ByteReader, fresh: [Int32]) throws -> [Int32] {
         var ids = [Int32]()
         ids.reserveCapacity(count)
-        var list = MoveToFrontList(capacity: moveToFrontCapacity)
+        var list = MoveToFrontList(capacity: moveToFrontCapacity, searchable: false)
         let planes = try indices.take(2 * count)
         let base = planes.startIndex
         var nextFresh = 0
@@ -182,7 +182,7 @@ extension RecordCodec {
             } else {
                 guard code <= UInt64(list.count) else { throw TruncatedField(detail: "move-to-front index \(code) past the list") }
                 let index = Int(code - 1)
-                ids.append(list.items[index])
+                ids.append(list.item(index))
                 list.moveToFront(index)
             }
         }

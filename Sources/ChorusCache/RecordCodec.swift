@@ -101,7 +101,15 @@ enum RecordCodec {
         let rank = AdaptiveIntegers(contexts: 1)
         /// Actual-token residuals: actual is the top-1 / elsewhere in the top-k / not in it.
         let residual = AdaptiveIntegers(contexts: 3)
-        let entropy = AdaptiveIntegers(contexts: 1)
+        /// Entropies, by the magnitude of this position's top-1 log-prob (`entropyContext`).
+        let entropy = AdaptiveIntegers(contexts: RecordCodec.entropyContexts)
+    }
+
+    static let entropyContexts = 14
+    /// 0 without a top-k, else 1 + the bit length of the top-1 in fine steps, capped: a confident
+    /// position has a low entropy.
+    @inline(__always) static func entropyContext(k: Int, top1: Int64) -> Int {
+        k == 0 ? 0 : 1 + min(64 - UInt64(top1).leadingZeroBitCount, entropyContexts - 2)
     }
 
     static let idContexts = 8
@@ -111,7 +119,7 @@ enum RecordCodec {
     }
 
     static let deltaContexts = 16
-    /// Rank groups of the log-prob gaps: ranks 1–14 each, then 15 and beyond.
+    /// Rank groups of the log-prob gaps: ranks 1–15 each, then 16 and beyond.
     @inline(__always) static func deltaContext(_ j: Int) -> Int { min(j, deltaContexts) - 1 }
 
     @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
@@ -144,6 +152,7 @@ enum RecordCodec {
 
         var order: [Int] = []
         var fine: [Int64] = []
+        var previousK = Int64(key.options.topK)
         for (i, p) in record.positions.enumerated() {
             let k = p.topIds.count
             guard p.topLogprobs.count == k else {
@@ -163,7 +172,8 @@ enum RecordCodec {
                 }
                 q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))
             }
-            m.counts.encode(UInt64(k), context: 0, into: &e)
+            m.counts.encode(zigzag(Int64(k) - previousK), context: 0, into: &e)
+            previousK = Int64(k)
 
             // Highest first; a stable sort keeps the teacher's order among equal log-probs.
             order = Array(0..<k)
@@ -204,7 +214,8 @@ enum RecordCodec {
             let reference: Int64 = rank >= 0 ? rebuilt(rank) : (k > 0 ? rebuilt(k - 1) : 0)
             m.residual.encode(zigzag(qa - reference), context: rank == 0 ? 0 : (rank > 0 ? 1 : 2), into: &e)
             if rank < 0 { m.tokens.encode(UInt64(actualId), context: 0, into: &e) }
-            m.entropy.encode(p.entropy.isNaN ? 0 : UInt64(q + 1), context: 0, into: &e)
+            let top1 = k > 0 ? fine[0] : 0
+            m.entropy.encode(p.entropy.isNaN ? 0 : UInt64(q + 1), context: entropyContext(k: k, top1: top1), into: &e)
         }
         for t in key.tokens[(start + n)...] { m.tokens.encode(UInt64(t), context: 0, into: &e) }
         let (coded, raw) = e.finish()
@@ -245,7 +256,7 @@ enum RecordCodec {
         let codedLength = try r.count(limit: r.remaining)
         var d = RangeDecoder(bytes, from: r.position, to: r.position + codedLength, rawEnd: bytes.count)
         let m = ModelsV2()
-        var list = MoveToFrontList(capacity: moveToFrontCapacity)
+        var list = MoveToFrontList(capacity: moveToFrontCapacity, searchable: false)
         func token() throws -> Int32 {
             let t = m.tokens.decode(context: 0, from: &d)
             guard t <= UInt64(Int32.max) else { throw TruncatedField(detail: "token id \(t) out of range") }
@@ -258,10 +269,12 @@ enum RecordCodec {
         var positions = [ScoredPosition]()
         positions.reserveCapacity(n)
         var topFine = [Int64]()
+        var previousK = Int64(options.topK)
         for _ in 0..<n {
-            let kCode = m.counts.decode(context: 0, from: &d)
-            guard kCode <= UInt64(maxTopK) else { throw TruncatedField(detail: "top-k \(kCode) exceeds \(maxTopK)") }
+            let kCode = previousK &+ unzigzag(m.counts.decode(context: 0, from: &d))
+            guard kCode >= 0, kCode <= Int64(maxTopK) else { throw TruncatedField(detail: "top-k \(kCode) out of range") }
             let k = Int(kCode)
+            previousK = kCode
             var ids = [Int32]()
             ids.reserveCapacity(k)
             for j in 0..<k {
@@ -274,7 +287,7 @@ enum RecordCodec {
                 } else {
                     guard code <= UInt64(list.count) else { throw TruncatedField(detail: "move-to-front index \(code) past the list") }
                     let index = Int(code - 1)
-                    ids.append(list.items[index])
+                    ids.append(list.item(index))
                     list.moveToFront(index)
                 }
             }
@@ -305,7 +318,8 @@ enum RecordCodec {
             let reference: Int64 = rank >= 0 ? topFine[rank] : (k > 0 ? topFine[k - 1] : 0)
             let qa = reference + residual
             guard qa >= 0 else { throw TruncatedField(detail: "actual log-prob out of range") }
-            let e = m.entropy.decode(context: 0, from: &d)
+            let top1 = k > 0 ? topFine[0] : 0
+            let e = m.entropy.decode(context: entropyContext(k: k, top1: top1), from: &d)
             let entropy: Float = e == 0 ? .nan : Float(Double(e - 1) / Double(ScorePrecision.entropyStepsPerNat))
             positions.append(ScoredPosition(logprob: dequantiseFine(qa), entropy: entropy, topIds: ids, topLogprobs: lps))
         }
@@ -333,45 +347,65 @@ enum RecordCodec {
 
 /// A bounded move-to-front list of ids. Linear search is fine: frequent ids sit near the front,
 /// which is the whole point of the transform.
+///
+/// Stored back to front (the front is the end of `storage`) from `base` on, so that a push is an
+/// append and dropping the least recently used id is `base += 1` (compacted now and then):
+/// inserting at index 0 of an array would move the whole list for every new id, a third of all.
 struct MoveToFrontList {
-    private(set) var items: [Int32]
+    private var storage: [Int32]
+    private var base = 0
     let capacity: Int
+    /// Whether `find` will be used (the encoder); the decoder only indexes.
+    private let searchable: Bool
 
-    init(capacity: Int) {
+    init(capacity: Int, searchable: Bool = true) {
         self.capacity = capacity
-        items = []
-        items.reserveCapacity(capacity + 1)
-        members.reserveCapacity(capacity + 1)
+        self.searchable = searchable
+        storage = []
+        storage.reserveCapacity(2 * capacity + 1)
+        if searchable { members.reserveCapacity(capacity + 1) }
     }
 
-    var count: Int { items.count }
+    var count: Int { storage.count - base }
 
-    /// The ids in `items`, so that a new id (a third of all ids) costs a hash probe instead of
+    /// The id at `index` (0 = front = most recently used); index < count.
+    @inline(__always) func item(_ index: Int) -> Int32 { storage[storage.count - 1 - index] }
+
+    /// The ids in the list, so that a new id (a third of all ids) costs a hash probe instead of
     /// a scan of the whole list.
     private var members = Set<Int32>()
 
     @inline(__always) func find(_ id: Int32) -> Int? {
         guard members.contains(id) else { return nil }
-        return items.withUnsafeBufferPointer { buf in
-            for i in 0..<buf.count where buf[i] == id { return i }
+        return storage.withUnsafeBufferPointer { buf in
+            var p = buf.count - 1
+            while p >= base { if buf[p] == id { return buf.count - 1 - p }; p -= 1 }
             return nil
         }
     }
 
     @inline(__always) mutating func moveToFront(_ index: Int) {
         guard index > 0 else { return }
-        let id = items[index]
-        items.withUnsafeMutableBufferPointer { buf in
-            var i = index
-            while i > 0 { buf[i] = buf[i - 1]; i -= 1 }
-            buf[0] = id
+        storage.withUnsafeMutableBufferPointer { buf in
+            let last = buf.count - 1
+            var p = last - index
+            let id = buf[p]
+            while p < last { buf[p] = buf[p + 1]; p += 1 }
+            buf[last] = id
         }
     }
 
     /// Inserts a new id at the front, dropping the least recently used one when full.
     @inline(__always) mutating func push(_ id: Int32) {
-        items.insert(id, at: 0)
-        members.insert(id)
-        if items.count > capacity { members.remove(items.removeLast()) }
+        storage.append(id)
+        if searchable { members.insert(id) }
+        if count > capacity {
+            if searchable { members.remove(storage[base]) }
+            base += 1
+            if base >= capacity {
+                storage.removeFirst(base)
+                base = 0
+            }
+        }
     }
 }
