@@ -254,11 +254,13 @@ enum RecordCodec {
         }
 
         let codedLength = try r.count(limit: r.remaining)
+        guard codedLength <= r.remaining else { throw TruncatedField(detail: "range-coded length \(codedLength) past the payload") }
         var d = RangeDecoder(bytes, from: r.position, to: r.position + codedLength, rawEnd: bytes.count)
         let m = ModelsV2()
         var list = MoveToFrontList(capacity: moveToFrontCapacity, searchable: false)
         func token() throws -> Int32 {
             let t = m.tokens.decode(context: 0, from: &d)
+            guard d.overrun == 0 else { throw TruncatedField(detail: "range-coded scores run past the payload") }
             guard t <= UInt64(Int32.max) else { throw TruncatedField(detail: "token id \(t) out of range") }
             return Int32(t)
         }
@@ -271,6 +273,7 @@ enum RecordCodec {
         var topFine = [Int64]()
         var previousK = Int64(options.topK)
         for _ in 0..<n {
+            guard d.overrun == 0 else { throw TruncatedField(detail: "range-coded scores run past the payload") }
             let kCode = previousK &+ unzigzag(m.counts.decode(context: 0, from: &d))
             guard kCode >= 0, kCode <= Int64(maxTopK) else { throw TruncatedField(detail: "top-k \(kCode) out of range") }
             let k = Int(kCode)
