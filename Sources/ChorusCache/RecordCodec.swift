@@ -112,10 +112,10 @@ enum RecordCodec {
         k == 0 ? 0 : 1 + min(64 - UInt64(top1).leadingZeroBitCount, entropyContexts - 2)
     }
 
-    static let idContexts = 8
-    /// Rank groups of the id codes: ranks 0, 1, 2, 3, 4–5, 6–8, 9–13, 14 and beyond.
+    static let idContexts = 5
+    /// Rank groups of the id codes: ranks 0, 1–2, 3–6, 7–12, 13 and beyond.
     @inline(__always) static func idContext(_ j: Int) -> Int {
-        j < 4 ? j : (j < 6 ? 4 : (j < 9 ? 5 : (j < 14 ? 6 : 7)))
+        j < 1 ? 0 : (j < 3 ? 1 : (j < 7 ? 2 : (j < 13 ? 3 : 4)))
     }
 
     static let deltaContexts = 16
