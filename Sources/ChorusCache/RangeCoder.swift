@@ -185,7 +185,7 @@ struct RangeDecoder {
 /// checks, no bounds checks (every index is derived from a table's own start and size, and a
 /// decoded symbol is always below its table's size).
 final class FrequencyTables {
-    static let increment: UInt32 = 32
+    static let increment: UInt32 = 64
     static let limit: UInt32 = 1 << 16
 
     // Raw storage, all `let` so that reads need no exclusivity checks: per table its start in
