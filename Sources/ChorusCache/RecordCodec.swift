@@ -118,9 +118,14 @@ enum RecordCodec {
         j < 1 ? 0 : (j < 3 ? 1 : (j < 7 ? 2 : (j < 13 ? 3 : 4)))
     }
 
-    static let deltaContexts = 16
-    /// Rank groups of the log-prob gaps: ranks 1–15 each, then 16 and beyond.
-    @inline(__always) static func deltaContext(_ j: Int) -> Int { min(j, deltaContexts) - 1 }
+    static let deltaContexts = 19
+    /// Contexts of the log-prob gaps: the gap after the top-1 by how confident the top-1 is (its
+    /// −log-prob below 1/16, 1/4, 1 nat, or more: a confident top-1 stands far above the rest),
+    /// then ranks 2–15 each, then 16 and beyond.
+    @inline(__always) static func deltaContext(_ j: Int, top1: Int64) -> Int {
+        if j == 1 { return top1 < 64 ? 0 : (top1 < 256 ? 1 : (top1 < 1024 ? 2 : 3)) }
+        return min(j, 16) + 2
+    }
 
     @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
     @inline(__always) static func unzigzag(_ u: UInt64) -> Int64 { Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1) }
@@ -197,7 +202,7 @@ enum RecordCodec {
                 var previousCoarse = coarse(fine[0])
                 for j in 1..<k {
                     let c = coarse(fine[j])
-                    m.deltas.encode(UInt64(c - previousCoarse), context: deltaContext(j), into: &e)
+                    m.deltas.encode(UInt64(c - previousCoarse), context: deltaContext(j, top1: fine[0]), into: &e)
                     previousCoarse = c
                 }
             }
@@ -304,7 +309,7 @@ enum RecordCodec {
                 lps.append(dequantiseFine(Int64(f)))
                 var previousCoarse = coarse(Int64(f))
                 for j in 1..<k {
-                    let delta = m.deltas.decode(context: deltaContext(j), from: &d)
+                    let delta = m.deltas.decode(context: deltaContext(j, top1: topFine[0]), from: &d)
                     guard delta < (1 << 40) else { throw TruncatedField(detail: "log-prob delta out of range") }
                     previousCoarse += Int64(delta)
                     let v = max(previousCoarse << ScorePrecision.coarseShift, topFine[0])
