@@ -18,7 +18,7 @@ public enum ScorePrecision {
     /// Top-k log-probs after the first: steps of 1/64 nat (16 fine steps), error at most
     /// 8.5/1024 = 0.0083 nat (`topLogprobBound`), i.e. under 0.9% relative error in probability.
     /// That is finer than the teacher's own arithmetic: a bf16 logit of magnitude 16–32 is only
-    /// resolved to 1/8 nat. Each halving of the step costs about 2.4 bytes per position at k=20.
+    /// resolved to 1/8 nat. Each halving of the step cost about 2.4 bytes per position at k=20 (payload v1).
     public static let coarseShift = 4
     /// Entropy: steps of 1/256 nat, error at most 1/512 nat.
     public static let entropyStepsPerNat = 256
