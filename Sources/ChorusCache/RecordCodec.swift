@@ -1,13 +1,14 @@
 import Foundation
 
-// The record payload codec: quantisation, column streams, zstd. The byte layout is specified in
-// docs/cache-format.md; keep the two in step.
+// The record payload codec: quantisation, transforms, adaptive range coding. The byte layout is
+// specified in docs/cache-format.md; keep the two in step.
 //
 // Why this shape: a teacher's scores are dominated by the top-k (ids, log-probs). Log-probs are
 // sorted non-increasing, so after quantising they become small non-negative deltas; ids repeat a
 // lot within a context (frequent tokens, topic words), so a move-to-front transform turns them
-// into small indices. Each kind of number goes into its own stream so that zstd's entropy coder
-// sees one homogeneous distribution at a time.
+// into small indices. Every number is then range-coded with an adaptive model of its own kind
+// and, for ids and deltas, of its rank: the gap between ranks 1 and 2 is distributed unlike the
+// gap between ranks 18 and 19, and a rank-0 id is far more often a recent one.
 
 /// Quantisation steps of the stored values. All steps are powers of two, so the quantised
 /// integers convert back to floats exactly.
@@ -17,7 +18,7 @@ public enum ScorePrecision {
     /// Top-k log-probs after the first: steps of 1/64 nat (16 fine steps), error at most
     /// 8.5/1024 = 0.0083 nat (`topLogprobBound`), i.e. under 0.9% relative error in probability.
     /// That is finer than the teacher's own arithmetic: a bf16 logit of magnitude 16–32 is only
-    /// resolved to 1/8 nat. Each halving of the step costs about 2.4 bytes per position at k=20.
+    /// resolved to 1/8 nat. Each halving of the step cost about 2.4 bytes per position at k=20 (payload v1).
     public static let coarseShift = 4
     /// Entropy: steps of 1/256 nat, error at most 1/512 nat.
     public static let entropyStepsPerNat = 256
@@ -45,9 +46,12 @@ struct DecodedPayload {
 }
 
 enum RecordCodec {
-    static let payloadVersion: UInt8 = 1
+    /// Version written; version 1 (`RecordCodec+V1.swift`) is still read.
+    static let payloadVersion: UInt8 = 2
     /// Id coding 1: move-to-front over the ids seen so far in this record (see `encodeIds`).
     static let idCodingMoveToFront: UInt8 = 1
+    /// Id coding 2 (payload version 2): the same move-to-front list, range-coded (`encodeIdV2`).
+    static let idCodingRangeCoded: UInt8 = 2
     /// How many recently seen ids the move-to-front list keeps.
     static let moveToFrontCapacity = 4096
     /// Sanity limits that keep a corrupted count from allocating gigabytes.
@@ -81,7 +85,52 @@ enum RecordCodec {
 
     // MARK: encode
 
-    /// The uncompressed payload of a record, checked for validity first.
+    /// The adaptive models of payload version 2, one per kind of number. The coder state of a
+    /// record starts fresh: a record decodes on its own.
+    struct ModelsV2 {
+        /// Context tokens that the scores do not imply (prompt, actual tokens outside the top-k,
+        /// unscored tail).
+        let tokens = AdaptiveIntegers(contexts: 1)
+        let counts = AdaptiveIntegers(contexts: 1)
+        /// Move-to-front codes, by rank group (`idContext`).
+        let idCodes = AdaptiveIntegers(contexts: RecordCodec.idContexts)
+        let newIds = AdaptiveIntegers(contexts: 1)
+        let top1 = AdaptiveIntegers(contexts: 1)
+        /// Coarse log-prob gaps, by rank group (`deltaContext`).
+        let deltas = AdaptiveIntegers(contexts: RecordCodec.deltaContexts)
+        let rank = AdaptiveIntegers(contexts: 1)
+        /// Actual-token residuals: actual is the top-1 / elsewhere in the top-k / not in it.
+        let residual = AdaptiveIntegers(contexts: 3)
+        /// Entropies, by the magnitude of this position's top-1 log-prob (`entropyContext`).
+        let entropy = AdaptiveIntegers(contexts: RecordCodec.entropyContexts)
+    }
+
+    static let entropyContexts = 14
+    /// 0 without a top-k, else 1 + the bit length of the top-1 in fine steps, capped: a confident
+    /// position has a low entropy.
+    @inline(__always) static func entropyContext(k: Int, top1: Int64) -> Int {
+        k == 0 ? 0 : 1 + min(64 - UInt64(top1).leadingZeroBitCount, entropyContexts - 2)
+    }
+
+    static let idContexts = 5
+    /// Rank groups of the id codes: ranks 0, 1–2, 3–6, 7–12, 13 and beyond.
+    @inline(__always) static func idContext(_ j: Int) -> Int {
+        j < 1 ? 0 : (j < 3 ? 1 : (j < 7 ? 2 : (j < 13 ? 3 : 4)))
+    }
+
+    static let deltaContexts = 19
+    /// Contexts of the log-prob gaps: the gap after the top-1 by how confident the top-1 is (its
+    /// −log-prob below 1/16, 1/4, 1 nat, or more: a confident top-1 stands far above the rest),
+    /// then ranks 2–15 each, then 16 and beyond.
+    @inline(__always) static func deltaContext(_ j: Int, top1: Int64) -> Int {
+        if j == 1 { return top1 < 64 ? 0 : (top1 < 256 ? 1 : (top1 < 1024 ? 2 : 3)) }
+        return min(j, 16) + 2
+    }
+
+    @inline(__always) static func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
+    @inline(__always) static func unzigzag(_ u: UInt64) -> Int64 { Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1) }
+
+    /// The uncompressed payload (version 2) of a record, checked for validity first.
     static func encodePayload(key: CacheKey, record: ScoreRecord) throws -> [UInt8] {
         let n = record.positions.count
         let start = key.options.start
@@ -92,30 +141,23 @@ enum RecordCodec {
         for t in key.tokens where t < 0 {
             throw CacheError.invalidRecord(detail: "negative token id \(t) in the context")
         }
-        var w = ByteWriter(capacity: 64 + 24 * n)
+        var w = ByteWriter(capacity: 64 + key.options.canonicalBytes.count + key.fingerprint.bytes.count)
         w.u8(payloadVersion)
         w.blob(key.fingerprint.bytes)
         w.raw(key.options.canonicalBytes)
         w.varint(UInt64(n))
         w.u8(UInt8(ScorePrecision.coarseShift))
-        w.u8(idCodingMoveToFront)
+        w.u8(idCodingRangeCoded)
+        w.varint(UInt64(key.tokens.count))
 
-        // Context tokens that the scores do not imply: a scored token whose actual rank is in
-        // the top-k is topIds[rank - 1], so only the others are written (see below).
-        var explicitTokens: [Int32] = Array(key.tokens[0..<start])
-        explicitTokens.reserveCapacity(key.tokens.count)
-
-        var counts = ByteWriter(capacity: n)
-        var actualRank = ByteWriter(capacity: n)
-        var actualResidual = ByteWriter(capacity: n)
-        var top0 = ByteWriter(capacity: 2 * n)
-        var deltas = ByteWriter(capacity: 20 * n)
-        var entropy = ByteWriter(capacity: 2 * n)
-        var ids: [Int32] = []
-        ids.reserveCapacity(20 * n)
+        var e = RangeEncoder(capacity: 48 * n + 2 * (key.tokens.count - n) + 16)
+        let m = ModelsV2()
+        var list = MoveToFrontList(capacity: moveToFrontCapacity)
+        for t in key.tokens[0..<start] { m.tokens.encode(UInt64(t), context: 0, into: &e) }
 
         var order: [Int] = []
         var fine: [Int64] = []
+        var previousK = Int64(key.options.topK)
         for (i, p) in record.positions.enumerated() {
             let k = p.topIds.count
             guard p.topLogprobs.count == k else {
@@ -128,7 +170,15 @@ enum RecordCodec {
             for id in p.topIds where id < 0 {
                 throw CacheError.invalidRecord(detail: "position \(i): negative top id \(id)")
             }
-            counts.varint(UInt64(k))
+            var q: Int64 = 0
+            if !p.entropy.isNaN {
+                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance else {
+                    throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a finite non-negative number")
+                }
+                q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))
+            }
+            m.counts.encode(zigzag(Int64(k) - previousK), context: 0, into: &e)
+            previousK = Int64(k)
 
             // Highest first; a stable sort keeps the teacher's order among equal log-probs.
             order = Array(0..<k)
@@ -136,16 +186,23 @@ enum RecordCodec {
                 order.sort { p.topLogprobs[$0] > p.topLogprobs[$1] || (p.topLogprobs[$0] == p.topLogprobs[$1] && $0 < $1) }
             }
             fine = order.map { quantiseLogprob(p.topLogprobs[$0]) }
-            // reconstructed[j] in fine steps: what the decoder will produce for rank j.
-            var previousCoarse: Int64 = 0
             for j in 0..<k {
-                ids.append(p.topIds[order[j]])
-                if j == 0 {
-                    top0.varint(UInt64(fine[0]))
-                    previousCoarse = coarse(fine[0])
+                let id = p.topIds[order[j]]
+                if let index = list.find(id) {
+                    m.idCodes.encode(UInt64(index + 1), context: idContext(j), into: &e)
+                    list.moveToFront(index)
                 } else {
+                    m.idCodes.encode(0, context: idContext(j), into: &e)
+                    m.newIds.encode(UInt64(id), context: 0, into: &e)
+                    list.push(id)
+                }
+            }
+            if k > 0 {
+                m.top1.encode(UInt64(fine[0]), context: 0, into: &e)
+                var previousCoarse = coarse(fine[0])
+                for j in 1..<k {
                     let c = coarse(fine[j])
-                    deltas.varint(UInt64(c - previousCoarse))
+                    m.deltas.encode(UInt64(c - previousCoarse), context: deltaContext(j, top1: fine[0]), into: &e)
                     previousCoarse = c
                 }
             }
@@ -156,273 +213,207 @@ enum RecordCodec {
             let qa = quantiseLogprob(p.logprob)
             var rank = -1
             for j in 0..<k where p.topIds[order[j]] == actualId { rank = j; break }
-            actualRank.varint(UInt64(rank + 1))
-            if rank < 0 { explicitTokens.append(actualId) }
+            m.rank.encode(UInt64(rank + 1), context: 0, into: &e)
             // The reference must be exactly what the decoder rebuilds for that rank.
             func rebuilt(_ j: Int) -> Int64 { j == 0 ? fine[0] : reconstructed(fine[j], top1: fine[0]) }
             let reference: Int64 = rank >= 0 ? rebuilt(rank) : (k > 0 ? rebuilt(k - 1) : 0)
-            actualResidual.signedVarint(qa - reference)
-
-            if p.entropy.isNaN {
-                entropy.varint(0)
-            } else {
-                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance else {
-                    throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a finite non-negative number")
-                }
-                let q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))
-                entropy.varint(UInt64(q + 1))
-            }
+            m.residual.encode(zigzag(qa - reference), context: rank == 0 ? 0 : (rank > 0 ? 1 : 2), into: &e)
+            if rank < 0 { m.tokens.encode(UInt64(actualId), context: 0, into: &e) }
+            let top1 = k > 0 ? fine[0] : 0
+            m.entropy.encode(p.entropy.isNaN ? 0 : UInt64(q + 1), context: entropyContext(k: k, top1: top1), into: &e)
         }
-
-        explicitTokens.append(contentsOf: key.tokens[(start + n)...])
-        let (mtf, fresh) = encodeIds(ids)
-        w.varint(UInt64(key.tokens.count))
-        for stream in [bytePlanes(explicitTokens), counts.bytes, actualRank.bytes, actualResidual.bytes, top0.bytes,
-                       deltas.bytes, entropy.bytes, mtf, bytePlanes(fresh)] {
-            w.blob(stream)
-        }
+        for t in key.tokens[(start + n)...] { m.tokens.encode(UInt64(t), context: 0, into: &e) }
+        let (coded, raw) = e.finish()
+        w.blob(coded)
+        w.raw(raw)
         return w.bytes
-    }
-
-    private static func isNonIncreasing(_ v: [Float]) -> Bool {
-        var i = 1
-        while i < v.count { if v[i] > v[i - 1] { return false }; i += 1 }
-        return true
-    }
-
-    private static func checkLogprob(_ lp: Float, what: String) throws {
-        guard !lp.isNaN, lp <= ScorePrecision.positiveTolerance else {
-            throw CacheError.invalidRecord(detail: "\(what) \(lp) is not a log-probability (must be <= 0)")
-        }
-    }
-
-    /// Move-to-front coding of the top-k ids, all positions in a row. Each id becomes its index
-    /// + 1 in a list of recently seen ids (frequent ids sit near the front, so indices are small),
-    /// or 0 followed by the id itself in the `fresh` stream when it is not in the list.
-    static func encodeIds(_ ids: [Int32]) -> (indices: [UInt8], fresh: [Int32]) {
-        // Codes fit in 16 bits (capacity < 65536); low bytes first, then high bytes, so the
-        // mostly-zero high bytes form one run that zstd squeezes to almost nothing.
-        var low = [UInt8](), high = [UInt8]()
-        low.reserveCapacity(ids.count); high.reserveCapacity(ids.count)
-        var fresh = [Int32]()
-        var list = MoveToFrontList(capacity: moveToFrontCapacity)
-        for id in ids {
-            var code = 0
-            if let index = list.find(id) {
-                code = index + 1
-                list.moveToFront(index)
-            } else {
-                fresh.append(id)
-                list.push(id)
-            }
-            low.append(UInt8(truncatingIfNeeded: code))
-            high.append(UInt8(truncatingIfNeeded: code >> 8))
-        }
-        return (low + high, fresh)
-    }
-
-    /// Non-negative ids as byte planes: one width byte W (1...4, the bytes the largest id
-    /// needs), then the count as a varint, then W planes of `count` bytes, least significant
-    /// first. Planes keep each byte position's statistics together for zstd.
-    static func bytePlanes(_ values: [Int32]) -> [UInt8] {
-        let maxValue = values.max() ?? 0
-        var width = 1
-        while width < 4 && Int(maxValue) >> (8 * width) != 0 { width += 1 }
-        var w = ByteWriter(capacity: 8 + width * values.count)
-        w.u8(UInt8(width))
-        w.varint(UInt64(values.count))
-        for plane in 0..<width {
-            for v in values { w.u8(UInt8(truncatingIfNeeded: Int(v) >> (8 * plane))) }
-        }
-        return w.bytes
-    }
-
-    /// Inverse of `bytePlanes`.
-    static func readBytePlanes(_ r: inout ByteReader, limit: Int) throws -> [Int32] {
-        let width = Int(try r.u8())
-        guard (1...4).contains(width) else { throw TruncatedField(detail: "byte-plane width \(width)") }
-        let count = try r.count(limit: limit)
-        let planes = try r.take(width * count)
-        let base = planes.startIndex
-        var values = [Int32](repeating: 0, count: count)
-        for plane in 0..<width {
-            for i in 0..<count { values[i] |= Int32(bitPattern: UInt32(planes[base + plane * count + i]) << (8 * plane)) }
-        }
-        for v in values where v < 0 { throw TruncatedField(detail: "id \(v) out of range") }
-        return values
-    }
-
-    /// Inverse of `encodeIds`.
-    static func decodeIds(count: Int, indices: inout ByteReader, fresh: [Int32]) throws -> [Int32] {
-        var ids = [Int32]()
-        ids.reserveCapacity(count)
-        var list = MoveToFrontList(capacity: moveToFrontCapacity)
-        let planes = try indices.take(2 * count)
-        let base = planes.startIndex
-        var nextFresh = 0
-        for i in 0..<count {
-            let code = Int(planes[base + i]) | Int(planes[base + count + i]) << 8
-            if code == 0 {
-                guard nextFresh < fresh.count else { throw TruncatedField(detail: "fewer new ids than the id codes need") }
-                let id = fresh[nextFresh]
-                nextFresh += 1
-                ids.append(id)
-                list.push(id)
-            } else {
-                guard code <= UInt64(list.count) else { throw TruncatedField(detail: "move-to-front index \(code) past the list") }
-                let index = Int(code - 1)
-                ids.append(list.items[index])
-                list.moveToFront(index)
-            }
-        }
-        guard nextFresh == fresh.count else { throw TruncatedField(detail: "\(fresh.count - nextFresh) unused new ids") }
-        return ids
     }
 
     // MARK: decode
 
-    /// Decodes an uncompressed payload; throws `TruncatedField` on any inconsistency.
+    /// Decodes an uncompressed payload of either version; throws `TruncatedField` on any
+    /// inconsistency.
     static func decodePayload(_ bytes: [UInt8]) throws -> DecodedPayload {
+        guard let version = bytes.first else { throw TruncatedField(detail: "empty payload") }
+        switch version {
+        case 1: return try decodePayloadV1(bytes)
+        case payloadVersion: return try decodePayloadV2(bytes)
+        default: throw TruncatedField(detail: "payload version \(version) is not 1 or \(payloadVersion)")
+        }
+    }
+
+    static func decodePayloadV2(_ bytes: [UInt8]) throws -> DecodedPayload {
         var r = ByteReader(bytes)
-        let version = try r.u8()
-        guard version == payloadVersion else { throw TruncatedField(detail: "payload version \(version) is not \(payloadVersion)") }
+        _ = try r.u8()
         let fingerprint = TeacherFingerprint(bytes: try r.blob())
         let options = try ScoringOptions.decode(&r)
         let n = try r.count(limit: maxTokens)
         let shift = try r.u8()
         guard Int(shift) == ScorePrecision.coarseShift else { throw TruncatedField(detail: "coarse shift \(shift) unsupported") }
         let idCoding = try r.u8()
-        guard idCoding == idCodingMoveToFront else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
+        guard idCoding == idCodingRangeCoded else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
         let tokenCount = try r.count(limit: maxTokens)
-
-        func stream() throws -> ByteReader {
-            let len = try r.count(limit: r.remaining)
-            let s = ByteReader(bytes, from: r.position, to: r.position + len)
-            r.position += len
-            return s
-        }
-        var tokensS = try stream(), countsS = try stream(), rankS = try stream(), residualS = try stream()
-        var top0S = try stream(), deltasS = try stream(), entropyS = try stream()
-        var mtfS = try stream(), freshS = try stream()
-        guard r.remaining == 0 else { throw TruncatedField(detail: "\(r.remaining) bytes after the last stream") }
-
-        let explicitTokens = try readBytePlanes(&tokensS, limit: tokenCount)
         let start = options.start
-        guard start >= 0, start + n <= tokenCount, start <= explicitTokens.count else {
+        guard start >= 0, start + n <= tokenCount else {
             throw TruncatedField(detail: "\(n) positions from \(start) exceed \(tokenCount) tokens")
         }
-        var tokens = Array(explicitTokens[0..<start])
-        tokens.reserveCapacity(tokenCount)
-        var nextExplicit = start
 
-        var counts = [Int]()
-        counts.reserveCapacity(n)
-        var totalTop = 0
-        for _ in 0..<n {
-            let k = try countsS.count(limit: maxTopK)
-            counts.append(k)
-            totalTop += k
+        let codedLength = try r.count(limit: r.remaining)
+        guard codedLength <= r.remaining else { throw TruncatedField(detail: "range-coded length \(codedLength) past the payload") }
+        var d = RangeDecoder(bytes, from: r.position, to: r.position + codedLength, rawEnd: bytes.count)
+        let m = ModelsV2()
+        var list = MoveToFrontList(capacity: moveToFrontCapacity, searchable: false)
+        func token() throws -> Int32 {
+            let t = m.tokens.decode(context: 0, from: &d)
+            guard d.overrun == 0 else { throw TruncatedField(detail: "range-coded scores run past the payload") }
+            guard t <= UInt64(Int32.max) else { throw TruncatedField(detail: "token id \(t) out of range") }
+            return Int32(t)
         }
-        let fresh = try readBytePlanes(&freshS, limit: totalTop)
-        let ids = try decodeIds(count: totalTop, indices: &mtfS, fresh: fresh)
+        var tokens = [Int32]()
+        tokens.reserveCapacity(tokenCount)
+        for _ in 0..<start { tokens.append(try token()) }
 
         var positions = [ScoredPosition]()
         positions.reserveCapacity(n)
-        var idCursor = 0
-        for i in 0..<n {
-            let k = counts[i]
-            var topFine = [Int64]()
-            topFine.reserveCapacity(k)
+        var topFine = [Int64]()
+        var previousK = Int64(options.topK)
+        for _ in 0..<n {
+            guard d.overrun == 0 else { throw TruncatedField(detail: "range-coded scores run past the payload") }
+            let kCode = previousK &+ unzigzag(m.counts.decode(context: 0, from: &d))
+            guard kCode >= 0, kCode <= Int64(maxTopK) else { throw TruncatedField(detail: "top-k \(kCode) out of range") }
+            let k = Int(kCode)
+            previousK = kCode
+            var ids = [Int32]()
+            ids.reserveCapacity(k)
+            for j in 0..<k {
+                let code = m.idCodes.decode(context: idContext(j), from: &d)
+                if code == 0 {
+                    let id = m.newIds.decode(context: 0, from: &d)
+                    guard id <= UInt64(Int32.max) else { throw TruncatedField(detail: "id \(id) out of range") }
+                    ids.append(Int32(id))
+                    list.push(Int32(id))
+                } else {
+                    guard code <= UInt64(list.count) else { throw TruncatedField(detail: "move-to-front index \(code) past the list") }
+                    let index = Int(code - 1)
+                    ids.append(list.item(index))
+                    list.moveToFront(index)
+                }
+            }
+            topFine.removeAll(keepingCapacity: true)
             var lps = [Float]()
             lps.reserveCapacity(k)
-            var previousCoarse: Int64 = 0
-            for j in 0..<k {
-                if j == 0 {
-                    let f = Int64(bitPattern: try top0S.varint())
-                    guard f >= 0 else { throw TruncatedField(detail: "top-1 log-prob out of range") }
-                    topFine.append(f)
-                    previousCoarse = coarse(f)
-                } else {
-                    let d = try deltasS.varint()
-                    guard d < (1 << 40) else { throw TruncatedField(detail: "log-prob delta out of range") }
-                    previousCoarse += Int64(d)
-                    topFine.append(max(previousCoarse << ScorePrecision.coarseShift, topFine[0]))
+            if k > 0 {
+                let f = m.top1.decode(context: 0, from: &d)
+                guard f < (1 << 40) else { throw TruncatedField(detail: "top-1 log-prob out of range") }
+                topFine.append(Int64(f))
+                lps.append(dequantiseFine(Int64(f)))
+                var previousCoarse = coarse(Int64(f))
+                for j in 1..<k {
+                    let delta = m.deltas.decode(context: deltaContext(j, top1: topFine[0]), from: &d)
+                    guard delta < (1 << 40) else { throw TruncatedField(detail: "log-prob delta out of range") }
+                    previousCoarse += Int64(delta)
+                    let v = max(previousCoarse << ScorePrecision.coarseShift, topFine[0])
+                    topFine.append(v)
+                    lps.append(dequantiseFine(v))
                 }
-                lps.append(dequantiseFine(topFine[j]))
             }
-            let rankCode = try rankS.count(limit: k)
-            if rankCode > 0 {
-                tokens.append(ids[idCursor + rankCode - 1])
-            } else {
-                guard nextExplicit < explicitTokens.count else { throw TruncatedField(detail: "too few explicit tokens") }
-                tokens.append(explicitTokens[nextExplicit])
-                nextExplicit += 1
-            }
-            let residual = try residualS.signedVarint()
-            let reference: Int64 = rankCode > 0 ? topFine[rankCode - 1] : (k > 0 ? topFine[k - 1] : 0)
+            let rankCode = m.rank.decode(context: 0, from: &d)
+            guard rankCode <= UInt64(k) else { throw TruncatedField(detail: "actual rank \(rankCode) past top-\(k)") }
+            let rank = Int(rankCode) - 1
+            let residual = unzigzag(m.residual.decode(context: rank == 0 ? 0 : (rank > 0 ? 1 : 2), from: &d))
+            guard residual.magnitude < (1 << 40) else { throw TruncatedField(detail: "actual log-prob residual out of range") }
+            tokens.append(rank >= 0 ? ids[rank] : try token())
+            let reference: Int64 = rank >= 0 ? topFine[rank] : (k > 0 ? topFine[k - 1] : 0)
             let qa = reference + residual
             guard qa >= 0 else { throw TruncatedField(detail: "actual log-prob out of range") }
-            let e = try entropyS.varint()
+            let top1 = k > 0 ? topFine[0] : 0
+            let e = m.entropy.decode(context: entropyContext(k: k, top1: top1), from: &d)
             let entropy: Float = e == 0 ? .nan : Float(Double(e - 1) / Double(ScorePrecision.entropyStepsPerNat))
-            positions.append(ScoredPosition(logprob: dequantiseFine(qa), entropy: entropy,
-                                            topIds: Array(ids[idCursor..<(idCursor + k)]), topLogprobs: lps))
-            idCursor += k
+            positions.append(ScoredPosition(logprob: dequantiseFine(qa), entropy: entropy, topIds: ids, topLogprobs: lps))
         }
-        tokens.append(contentsOf: explicitTokens[nextExplicit...])
-        guard tokens.count == tokenCount else {
-            throw TruncatedField(detail: "rebuilt \(tokens.count) context tokens, header says \(tokenCount)")
-        }
-        for (name, s) in [("tokens", tokensS), ("counts", countsS), ("rank", rankS), ("residual", residualS),
-                          ("top0", top0S), ("deltas", deltasS), ("entropy", entropyS), ("mtf", mtfS), ("fresh", freshS)]
-            where s.remaining != 0 {
-            throw TruncatedField(detail: "\(s.remaining) unread bytes in the \(name) stream")
+        for _ in (start + n)..<tokenCount { tokens.append(try token()) }
+        guard d.consumedExactly else {
+            throw TruncatedField(detail: "range-coded scores do not end where the payload does")
         }
         return DecodedPayload(fingerprint: fingerprint, options: options, tokens: tokens,
                               record: ScoreRecord(positions: positions))
     }
+
+    static func isNonIncreasing(_ v: [Float]) -> Bool {
+        var i = 1
+        while i < v.count { if v[i] > v[i - 1] { return false }; i += 1 }
+        return true
+    }
+
+    static func checkLogprob(_ lp: Float, what: String) throws {
+        guard !lp.isNaN, lp <= ScorePrecision.positiveTolerance else {
+            throw CacheError.invalidRecord(detail: "\(what) \(lp) is not a log-probability (must be <= 0)")
+        }
+    }
+
 }
 
 /// A bounded move-to-front list of ids. Linear search is fine: frequent ids sit near the front,
 /// which is the whole point of the transform.
+///
+/// Stored back to front (the front is the end of `storage`) from `base` on, so that a push is an
+/// append and dropping the least recently used id is `base += 1` (compacted now and then):
+/// inserting at index 0 of an array would move the whole list for every new id, a third of all.
 struct MoveToFrontList {
-    private(set) var items: [Int32]
+    private var storage: [Int32]
+    private var base = 0
     let capacity: Int
+    /// Whether `find` will be used (the encoder); the decoder only indexes.
+    private let searchable: Bool
 
-    init(capacity: Int) {
+    init(capacity: Int, searchable: Bool = true) {
         self.capacity = capacity
-        items = []
-        items.reserveCapacity(capacity + 1)
-        members.reserveCapacity(capacity + 1)
+        self.searchable = searchable
+        storage = []
+        storage.reserveCapacity(2 * capacity + 1)
+        if searchable { members.reserveCapacity(capacity + 1) }
     }
 
-    var count: Int { items.count }
+    var count: Int { storage.count - base }
 
-    /// The ids in `items`, so that a new id (a third of all ids) costs a hash probe instead of
+    /// The id at `index` (0 = front = most recently used); index < count.
+    @inline(__always) func item(_ index: Int) -> Int32 { storage[storage.count - 1 - index] }
+
+    /// The ids in the list, so that a new id (a third of all ids) costs a hash probe instead of
     /// a scan of the whole list.
     private var members = Set<Int32>()
 
     @inline(__always) func find(_ id: Int32) -> Int? {
         guard members.contains(id) else { return nil }
-        return items.withUnsafeBufferPointer { buf in
-            for i in 0..<buf.count where buf[i] == id { return i }
+        return storage.withUnsafeBufferPointer { buf in
+            var p = buf.count - 1
+            while p >= base { if buf[p] == id { return buf.count - 1 - p }; p -= 1 }
             return nil
         }
     }
 
     @inline(__always) mutating func moveToFront(_ index: Int) {
         guard index > 0 else { return }
-        let id = items[index]
-        items.withUnsafeMutableBufferPointer { buf in
-            var i = index
-            while i > 0 { buf[i] = buf[i - 1]; i -= 1 }
-            buf[0] = id
+        storage.withUnsafeMutableBufferPointer { buf in
+            let last = buf.count - 1
+            var p = last - index
+            let id = buf[p]
+            while p < last { buf[p] = buf[p + 1]; p += 1 }
+            buf[last] = id
         }
     }
 
     /// Inserts a new id at the front, dropping the least recently used one when full.
     @inline(__always) mutating func push(_ id: Int32) {
-        items.insert(id, at: 0)
-        members.insert(id)
-        if items.count > capacity { members.remove(items.removeLast()) }
+        storage.append(id)
+        if searchable { members.insert(id) }
+        if count > capacity {
+            if searchable { members.remove(storage[base]) }
+            base += 1
+            if base >= capacity {
+                storage.removeFirst(base)
+                base = 0
+            }
+        }
     }
 }
