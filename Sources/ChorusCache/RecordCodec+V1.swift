@@ -90,7 +90,7 @@ extension RecordCodec {
             if p.entropy.isNaN {
                 entropy.varint(0)
             } else {
-                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance else {
+                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance, p.entropy <= ScorePrecision.entropyMax else {
                     throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a finite non-negative number")
                 }
                 let q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))

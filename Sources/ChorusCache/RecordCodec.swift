@@ -24,6 +24,9 @@ public enum ScorePrecision {
     public static let entropyStepsPerNat = 256
     /// Log-probs below this (including -inf) are stored as this value.
     public static let logprobFloor: Float = -1024
+    /// Entropies above this are rejected (no distribution over 2^31 tokens exceeds ~21.5 nats;
+    /// the bound keeps the quantised value far inside Int64).
+    public static let entropyMax: Float = 1024
     /// A log-prob above 0 by more than this is rejected as invalid; smaller excesses (rounding
     /// in the teacher's log-softmax) are stored as 0.
     public static let positiveTolerance: Float = 1e-3
@@ -172,8 +175,8 @@ enum RecordCodec {
             }
             var q: Int64 = 0
             if !p.entropy.isNaN {
-                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance else {
-                    throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a finite non-negative number")
+                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance, p.entropy <= ScorePrecision.entropyMax else {
+                    throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a number in [0, \(ScorePrecision.entropyMax)]")
                 }
                 q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))
             }

@@ -99,6 +99,7 @@ final class CodecTests: XCTestCase {
             ScoredPosition(logprob: 0.5, entropy: 1),
             ScoredPosition(logprob: -1, entropy: 1, topIds: [1], topLogprobs: []),
             ScoredPosition(logprob: -1, entropy: -3),
+            ScoredPosition(logprob: -1, entropy: 1e20),   // once crashed the encoder (Int64 conversion)
             ScoredPosition(logprob: -1, entropy: 1, topIds: [-4], topLogprobs: [-1]),
         ]
         for p in bad {
