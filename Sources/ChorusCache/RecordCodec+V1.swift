@@ -42,16 +42,7 @@ extension RecordCodec {
         var fine: [Int64] = []
         for (i, p) in record.positions.enumerated() {
             let k = p.topIds.count
-            guard p.topLogprobs.count == k else {
-                throw CacheError.invalidRecord(detail:
-                    "position \(i): \(k) top ids but \(p.topLogprobs.count) top log-probs")
-            }
-            guard k <= maxTopK else { throw CacheError.invalidRecord(detail: "position \(i): top-k \(k) > \(maxTopK)") }
-            try checkLogprob(p.logprob, what: "position \(i) log-prob")
-            for (j, lp) in p.topLogprobs.enumerated() { try checkLogprob(lp, what: "position \(i) top[\(j)] log-prob") }
-            for id in p.topIds where id < 0 {
-                throw CacheError.invalidRecord(detail: "position \(i): negative top id \(id)")
-            }
+            try validatePosition(p, index: i)
             counts.varint(UInt64(k))
 
             // Highest first; a stable sort keeps the teacher's order among equal log-probs.
@@ -90,9 +81,6 @@ extension RecordCodec {
             if p.entropy.isNaN {
                 entropy.varint(0)
             } else {
-                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance, p.entropy <= ScorePrecision.entropyMax else {
-                    throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a finite non-negative number")
-                }
                 let q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))
                 entropy.varint(UInt64(q + 1))
             }

@@ -163,21 +163,9 @@ enum RecordCodec {
         var previousK = Int64(key.options.topK)
         for (i, p) in record.positions.enumerated() {
             let k = p.topIds.count
-            guard p.topLogprobs.count == k else {
-                throw CacheError.invalidRecord(detail:
-                    "position \(i): \(k) top ids but \(p.topLogprobs.count) top log-probs")
-            }
-            guard k <= maxTopK else { throw CacheError.invalidRecord(detail: "position \(i): top-k \(k) > \(maxTopK)") }
-            try checkLogprob(p.logprob, what: "position \(i) log-prob")
-            for (j, lp) in p.topLogprobs.enumerated() { try checkLogprob(lp, what: "position \(i) top[\(j)] log-prob") }
-            for id in p.topIds where id < 0 {
-                throw CacheError.invalidRecord(detail: "position \(i): negative top id \(id)")
-            }
+            try validatePosition(p, index: i)
             var q: Int64 = 0
             if !p.entropy.isNaN {
-                guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance, p.entropy <= ScorePrecision.entropyMax else {
-                    throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a number in [0, \(ScorePrecision.entropyMax)]")
-                }
                 q = Int64((Double(max(0, p.entropy)) * Double(ScorePrecision.entropyStepsPerNat)).rounded(.toNearestOrAwayFromZero))
             }
             m.counts.encode(zigzag(Int64(k) - previousK), context: 0, into: &e)
@@ -351,6 +339,27 @@ enum RecordCodec {
     static func checkLogprob(_ lp: Float, what: String) throws {
         guard !lp.isNaN, lp <= ScorePrecision.positiveTolerance else {
             throw CacheError.invalidRecord(detail: "\(what) \(lp) is not a log-probability (must be <= 0)")
+        }
+    }
+
+    /// The checks every encoder applies to one position before coding it: matching top-k
+    /// arrays, k within bounds, log-probs <= 0 (up to rounding), ids >= 0, and an entropy that
+    /// is NaN (unknown) or a number in [0, entropyMax].
+    static func validatePosition(_ p: ScoredPosition, index i: Int) throws {
+        let k = p.topIds.count
+        guard p.topLogprobs.count == k else {
+            throw CacheError.invalidRecord(detail: "position \(i): \(k) top ids but \(p.topLogprobs.count) top log-probs")
+        }
+        guard k <= maxTopK else { throw CacheError.invalidRecord(detail: "position \(i): top-k \(k) > \(maxTopK)") }
+        try checkLogprob(p.logprob, what: "position \(i) log-prob")
+        for (j, lp) in p.topLogprobs.enumerated() { try checkLogprob(lp, what: "position \(i) top[\(j)] log-prob") }
+        for id in p.topIds where id < 0 {
+            throw CacheError.invalidRecord(detail: "position \(i): negative top id \(id)")
+        }
+        if !p.entropy.isNaN {
+            guard p.entropy.isFinite, p.entropy >= -ScorePrecision.positiveTolerance, p.entropy <= ScorePrecision.entropyMax else {
+                throw CacheError.invalidRecord(detail: "position \(i): entropy \(p.entropy) is not a number in [0, \(ScorePrecision.entropyMax)]")
+            }
         }
     }
 
