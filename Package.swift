@@ -25,7 +25,7 @@ let package = Package(
         .target(name: "ChorusTensor", dependencies: ["CBLAS"], swiftSettings: numericFlags),
         .target(name: "ChorusTokenizer"),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
-        .target(name: "ChorusCache", dependencies: ["CZstd"]),
+        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusModel"]),
         .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
         .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
         .executableTarget(

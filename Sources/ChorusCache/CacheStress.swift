@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 
 /// Deterministic records for crash and concurrency tests: the writer process
@@ -12,7 +13,7 @@ public enum CacheStress {
         let length = 24 + Int(rng.next() % 127)
         let start = 8
         let tokens = (0..<length).map { _ in Int32(rng.next() % 50_000) }
-        var positions: [ScoredPosition] = []
+        var positions: [PositionScore] = []
         for t in start..<length {
             var lp: Float = -Float(rng.uniform() * 2)
             var ids: [Int32] = [], lps: [Float] = []
@@ -23,7 +24,7 @@ public enum CacheStress {
                 lp -= Float(rng.uniform() * 1.5)
             }
             let actual: Float = ids[0] == tokens[t] ? lps[0] : lp - Float(rng.uniform() * 5)
-            positions.append(ScoredPosition(logprob: actual, entropy: Float(rng.uniform() * 4), topIds: ids, topLogprobs: lps))
+            positions.append(PositionScore(logprob: actual, entropy: Float(rng.uniform() * 4), topIds: ids, topLogprobs: lps))
         }
         let fingerprint = TeacherFingerprint(bytes: SHA256.hash(Array("stress-teacher-\(seed % 4)".utf8)))
         let key = CacheKey.make(fingerprint: fingerprint, options: ScoringOptions(topK: 8, start: start), tokens: tokens)

@@ -105,12 +105,3 @@ func readWholeFile(_ path: String) throws -> [UInt8]? {
     let file = try FileDescriptor(path: path, flags: O_RDONLY)
     return try file.read(at: 0, count: try file.size())
 }
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
-func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
-    let temp = path + ".tmp.\(getpid())"
-    let file = try FileDescriptor(path: temp, flags: O_WRONLY | O_CREAT | O_TRUNC)
-    try file.writeAll(bytes)
-    try file.sync()
-    guard rename(temp, path) == 0 else { throw CacheError.io(path: path, operation: "rename", errno: errno) }
-}

@@ -1,3 +1,4 @@
+import ChorusModel
 // Payload version 1 (docs/cache-format.md, "Payload version 1"): nine column streams of varints
 // and byte planes, left to zstd's entropy coder. Superseded by version 2 (range-coded); still
 // read, and still written by tests to check that it reads.
@@ -225,7 +226,7 @@ extension RecordCodec {
         let fresh = try readBytePlanes(&freshS, limit: totalTop)
         let ids = try decodeIds(count: totalTop, indices: &mtfS, fresh: fresh)
 
-        var positions = [ScoredPosition]()
+        var positions = [PositionScore]()
         positions.reserveCapacity(n)
         var idCursor = 0
         for i in 0..<n {
@@ -263,7 +264,7 @@ extension RecordCodec {
             guard qa >= 0 else { throw TruncatedField(detail: "actual log-prob out of range") }
             let e = try entropyS.varint()
             let entropy: Float = e == 0 ? .nan : Float(Double(e - 1) / Double(ScorePrecision.entropyStepsPerNat))
-            positions.append(ScoredPosition(logprob: dequantiseFine(qa), entropy: entropy,
+            positions.append(PositionScore(logprob: dequantiseFine(qa), entropy: entropy,
                                             topIds: Array(ids[idCursor..<(idCursor + k)]), topLogprobs: lps))
             idCursor += k
         }

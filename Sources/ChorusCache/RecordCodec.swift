@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 
 // The record payload codec: quantisation, transforms, adaptive range coding. The byte layout is
@@ -264,7 +265,7 @@ enum RecordCodec {
         tokens.reserveCapacity(tokenCount)
         for _ in 0..<start { tokens.append(try token()) }
 
-        var positions = [ScoredPosition]()
+        var positions = [PositionScore]()
         positions.reserveCapacity(n)
         var topFine = [Int64]()
         var previousK = Int64(options.topK)
@@ -320,7 +321,7 @@ enum RecordCodec {
             let top1 = k > 0 ? topFine[0] : 0
             let e = m.entropy.decode(context: entropyContext(k: k, top1: top1), from: &d)
             let entropy: Float = e == 0 ? .nan : Float(Double(e - 1) / Double(ScorePrecision.entropyStepsPerNat))
-            positions.append(ScoredPosition(logprob: dequantiseFine(qa), entropy: entropy, topIds: ids, topLogprobs: lps))
+            positions.append(PositionScore(logprob: dequantiseFine(qa), entropy: entropy, topIds: ids, topLogprobs: lps))
         }
         for _ in (start + n)..<tokenCount { tokens.append(try token()) }
         guard d.consumedExactly else {
@@ -345,7 +346,7 @@ enum RecordCodec {
     /// The checks every encoder applies to one position before coding it: matching top-k
     /// arrays, k within bounds, log-probs <= 0 (up to rounding), ids >= 0, and an entropy that
     /// is NaN (unknown) or a number in [0, entropyMax].
-    static func validatePosition(_ p: ScoredPosition, index i: Int) throws {
+    static func validatePosition(_ p: PositionScore, index i: Int) throws {
         let k = p.topIds.count
         guard p.topLogprobs.count == k else {
             throw CacheError.invalidRecord(detail: "position \(i): \(k) top ids but \(p.topLogprobs.count) top log-probs")

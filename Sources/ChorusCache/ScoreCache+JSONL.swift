@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -119,7 +120,7 @@ extension ScoreCache {
         let n = line.logprobs.count
         if let e = line.entropy, e.count != n { throw bad("\(e.count) entropies for \(n) log-probs") }
         if let t = line.top, t.count != n, !t.isEmpty { throw bad("\(t.count) top lists for \(n) log-probs") }
-        var positions: [ScoredPosition] = []
+        var positions: [PositionScore] = []
         positions.reserveCapacity(n)
         var maxK = 0
         for i in 0..<n {
@@ -135,7 +136,7 @@ extension ScoreCache {
             }
             maxK = max(maxK, ids.count)
             let entropy: Float = line.entropy.flatMap { $0[i] } ?? .nan
-            positions.append(ScoredPosition(logprob: line.logprobs[i], entropy: entropy, topIds: ids, topLogprobs: lps))
+            positions.append(PositionScore(logprob: line.logprobs[i], entropy: entropy, topIds: ids, topLogprobs: lps))
         }
         let options = ScoringOptions(topK: line.options?.topK ?? maxK, start: line.start,
                                      template: line.options?.template ?? "", extra: line.options?.extra ?? [:])

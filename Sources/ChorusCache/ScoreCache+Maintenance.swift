@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -201,7 +202,7 @@ extension ScoreCache {
         func flush() throws {
             guard buffer.count > Segment.headerSize else { return }
             let final = segmentsPath + "/" + Segment.fileName(nextNumber)
-            try writeFileAtomically(final, buffer)
+            try AtomicFile.write(buffer, to: URL(fileURLWithPath: final))
             nextNumber += 1
             buffer = Segment.header(number: nextNumber)
         }
@@ -226,7 +227,7 @@ extension ScoreCache {
         }
         // Entries appended by readers between our read and this rename are lost: recency is
         // advisory, and the records themselves are untouched.
-        try writeFileAtomically(accessPath, newLog)
+        try AtomicFile.write(newLog, to: URL(fileURLWithPath: accessPath))
         accessLog = try AccessLog(path: accessPath)
         resetIndex()
         try refresh(writersExcluded: true)

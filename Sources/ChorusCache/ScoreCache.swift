@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -107,7 +108,7 @@ public final class ScoreCache: @unchecked Sendable {
                     throw CacheError.badFormat(path: formatPath, detail: "unsupported format line")
                 }
             } else {
-                try writeFileAtomically(formatPath, Array(ScoreCache.formatLine.utf8))
+                try AtomicFile.write(Array(ScoreCache.formatLine.utf8), to: URL(fileURLWithPath: formatPath))
             }
             accessLog = try AccessLog(path: path + "/" + AccessLog.fileName)
             try refresh(writersExcluded: true)

@@ -1,34 +1,14 @@
+import ChorusModel
 import Foundation
 
-/// One scored position t of a context: what the teacher said about token t given tokens < t.
-public struct ScoredPosition: Equatable, Sendable {
-    /// log p(actual token), in nats. Stored to within 1/2048 nat (see docs/cache-format.md).
-    public var logprob: Float
-    /// Entropy of the teacher's full next-token distribution, in nats; NaN when unknown
-    /// (imported scores often lack it).
-    public var entropy: Float
-    /// The top-k token ids, highest log-prob first.
-    public var topIds: [Int32]
-    /// The log-probs of `topIds`, non-increasing.
-    public var topLogprobs: [Float]
-
-    /// A position; `topIds` and `topLogprobs` must have the same length.
-    public init(logprob: Float, entropy: Float, topIds: [Int32] = [], topLogprobs: [Float] = []) {
-        self.logprob = logprob
-        self.entropy = entropy
-        self.topIds = topIds
-        self.topLogprobs = topLogprobs
-    }
-}
-
-/// The scores of one context: one `ScoredPosition` per scored token, in order, starting at the
+/// The scores of one context: one `PositionScore` per scored token, in order, starting at the
 /// options' first scored position (`ScoringOptions.start`).
 public struct ScoreRecord: Equatable, Sendable {
     /// Per scored position, in context order.
-    public var positions: [ScoredPosition]
+    public var positions: [PositionScore]
 
     /// A record of `positions`.
-    public init(positions: [ScoredPosition]) { self.positions = positions }
+    public init(positions: [PositionScore]) { self.positions = positions }
 
     /// Bytes the same data takes as plain float32/int32 arrays: 4 (log-prob) + 4 (entropy) +
     /// 8 per top-k entry (int32 id + float32 log-prob). The yardstick for compression ratios.

@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 
 /// A seeded generator of realistic-looking teacher scores, used by the benchmark, the tests and
@@ -95,7 +96,7 @@ public struct SyntheticTeacher: Sendable {
         for _ in 0..<promptLength { tokens.append(Int32(rng.next() % UInt64(vocab))) }
         var topic = [Int]()
         for _ in 0..<topicSize { topic.append(Int(rng.next() % UInt64(vocab))) }
-        var positions = [ScoredPosition]()
+        var positions = [PositionScore]()
         positions.reserveCapacity(responseLength)
         var logits = [Double](repeating: 0, count: vocab)
         var drift = [Double](repeating: 0, count: vocab)
@@ -108,7 +109,7 @@ public struct SyntheticTeacher: Sendable {
     }
 
     private mutating func scorePosition(topic: [Int], k: Int, first: Bool, drift: inout [Double],
-                                        logits: inout [Double]) -> (Int32, ScoredPosition) {
+                                        logits: inout [Double]) -> (Int32, PositionScore) {
         let mask = UInt64(gaussians.count - 1)
         var state = rng.next() | 1
         // AR(1) keeps the marginal N(0, 1): drift' = rho * drift + sqrt(1 - rho^2) * eps.
@@ -154,7 +155,7 @@ public struct SyntheticTeacher: Sendable {
             }
         }
         if actual < 0 { actual = vocab - 1 }
-        let position = ScoredPosition(logprob: Float(logits[actual] - lse), entropy: Float(entropy),
+        let position = PositionScore(logprob: Float(logits[actual] - lse), entropy: Float(entropy),
                                       topIds: topIds, topLogprobs: topLps.map { Float($0) })
         return (Int32(actual), position)
     }

@@ -244,8 +244,8 @@ public enum SafeTensorsWriter {
 /// Crash-safe file replacement: write a temporary sibling, fsync it, rename over the target,
 /// fsync the directory. A reader sees the old file or the complete new one, never a torn one.
 public enum AtomicFile {
-    /// Atomically replaces `url` with `data`.
-    public static func write(_ data: Data, to url: URL) throws {
+    /// Atomically replaces `url` with `data` (Data, [UInt8] or any contiguous bytes).
+    public static func write<Bytes: ContiguousBytes>(_ data: Bytes, to url: URL) throws {
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

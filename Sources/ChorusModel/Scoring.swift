@@ -2,7 +2,9 @@ import ChorusTensor
 import Foundation
 
 /// What a model says about one position: the log-prob of the token that actually follows,
-/// the entropy of its next-token distribution and its most likely tokens.
+/// the entropy of its next-token distribution and its most likely tokens. Also the record
+/// type of the score cache (ChorusCache), where imported scores may carry a NaN entropy
+/// (unknown).
 public struct PositionScore: Sendable, Equatable {
     /// log p(target | prefix).
     public var logprob: Float

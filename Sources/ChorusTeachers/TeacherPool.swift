@@ -329,15 +329,11 @@ public final class ScoreCacheStore: TeacherScoreStore {
     }
 
     public func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? {
-        cache.lookup(key(fingerprint, topK, context, response), teacher: teacher)?.positions.map {
-            PositionScore(logprob: $0.logprob, entropy: $0.entropy, topIds: $0.topIds, topLogprobs: $0.topLogprobs)
-        }
+        cache.lookup(key(fingerprint, topK, context, response), teacher: teacher)?.positions
     }
 
     public func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {
-        let rec = ScoreRecord(positions: scores.map {
-            ScoredPosition(logprob: $0.logprob, entropy: $0.entropy, topIds: $0.topIds, topLogprobs: $0.topLogprobs)
-        })
+        let rec = ScoreRecord(positions: scores)
         _ = try cache.store(key(fingerprint, topK, context, response), rec, teacher: teacher)
     }
 

@@ -1,3 +1,4 @@
+import ChorusModel
 import XCTest
 @testable import ChorusCache
 
@@ -56,7 +57,7 @@ final class CodecTests: XCTestCase {
         // outside the top-k, variable k, -inf, tiny positive rounding noise and unknown entropy.
         var rng = SplitMix64(seed: 99)
         var tokens: [Int32] = (0..<5).map { Int32($0) }
-        var positions: [ScoredPosition] = []
+        var positions: [PositionScore] = []
         for i in 0..<400 {
             let k = Int(rng.next() % 25)
             var lps: [Float] = []
@@ -73,7 +74,7 @@ final class CodecTests: XCTestCase {
             if i == 7 { actual = -.infinity }
             if i == 8 { actual = 0.0004 }  // rounding noise above zero is allowed up to 1e-3
             tokens.append(actualId)
-            positions.append(ScoredPosition(logprob: actual, entropy: i % 9 == 0 ? .nan : Float(rng.uniform() * 11),
+            positions.append(PositionScore(logprob: actual, entropy: i % 9 == 0 ? .nan : Float(rng.uniform() * 11),
                                             topIds: ids, topLogprobs: lps))
         }
         tokens.append(contentsOf: [1, 2, 3])  // unscored tail
@@ -87,20 +88,20 @@ final class CodecTests: XCTestCase {
     }
 
     func testUnsortedTopKIsStoredHighestFirst() throws {
-        let p = ScoredPosition(logprob: -2, entropy: 1, topIds: [7, 9, 8], topLogprobs: [-2, -0.5, -1])
+        let p = PositionScore(logprob: -2, entropy: 1, topIds: [7, 9, 8], topLogprobs: [-2, -0.5, -1])
         let (_, decoded) = try roundTrip([1, 2, 8], ScoreRecord(positions: [p]), start: 2)
         XCTAssertEqual(decoded.positions[0].topIds, [9, 8, 7])
     }
 
     func testInvalidRecordsAreRejectedWithTypedErrors() {
         let key = CacheKey.make(fingerprint: fingerprint, options: ScoringOptions(topK: 1, start: 1), tokens: [1, 2])
-        let bad: [ScoredPosition] = [
-            ScoredPosition(logprob: .nan, entropy: 1),
-            ScoredPosition(logprob: 0.5, entropy: 1),
-            ScoredPosition(logprob: -1, entropy: 1, topIds: [1], topLogprobs: []),
-            ScoredPosition(logprob: -1, entropy: -3),
-            ScoredPosition(logprob: -1, entropy: 1e20),   // once crashed the encoder (Int64 conversion)
-            ScoredPosition(logprob: -1, entropy: 1, topIds: [-4], topLogprobs: [-1]),
+        let bad: [PositionScore] = [
+            PositionScore(logprob: .nan, entropy: 1),
+            PositionScore(logprob: 0.5, entropy: 1),
+            PositionScore(logprob: -1, entropy: 1, topIds: [1], topLogprobs: []),
+            PositionScore(logprob: -1, entropy: -3),
+            PositionScore(logprob: -1, entropy: 1e20),   // once crashed the encoder (Int64 conversion)
+            PositionScore(logprob: -1, entropy: 1, topIds: [-4], topLogprobs: [-1]),
         ]
         for p in bad {
             XCTAssertThrowsError(try RecordFrame.encode(key: key, record: ScoreRecord(positions: [p]), teacher: "t", storedAt: 0)) {
@@ -108,7 +109,7 @@ final class CodecTests: XCTestCase {
             }
         }
         // Two positions from start 1 do not fit in a 2-token context.
-        let two = ScoreRecord(positions: [ScoredPosition(logprob: -1, entropy: 1), ScoredPosition(logprob: -1, entropy: 1)])
+        let two = ScoreRecord(positions: [PositionScore(logprob: -1, entropy: 1), PositionScore(logprob: -1, entropy: 1)])
         XCTAssertThrowsError(try RecordFrame.encode(key: key, record: two, teacher: "t", storedAt: 0))
     }
 
