@@ -37,16 +37,18 @@ enum JSONText {
     }
 }
 
-/// Parses "5,17,3" into token ids.
-func parseTokenList(_ s: String, option: String = "--tokens") throws -> [Int] {
-    let parts = s.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-    var out: [Int] = []
-    for p in parts {
-        guard let v = Int(p) else { throw CLIError("\(option): '\(p)' is not an integer token id") }
-        out.append(v)
+/// Parses "5,17,3" into token ids. An empty list is an error unless `allowEmpty`.
+func parseTokenList(_ s: String, option: String = "--tokens", allowEmpty: Bool = false) throws -> [Int] {
+    let trimmed = s.trimmingCharacters(in: .whitespaces)
+    if trimmed.isEmpty {
+        if allowEmpty { return [] }
+        throw CLIError("\(option): no token ids given")
     }
-    if out.isEmpty { throw CLIError("\(option): no token ids given") }
-    return out
+    return try trimmed.split(separator: ",", omittingEmptySubsequences: false).map { part in
+        let p = part.trimmingCharacters(in: .whitespaces)
+        guard let v = Int(p) else { throw CLIError("\(option): '\(p)' is not an integer token id") }
+        return v
+    }
 }
 
 /// A one-line error for the command line.

@@ -39,14 +39,8 @@ struct Detokenize: ParsableCommand {
     }
 
     func parsedIds() throws -> [Int] {
-        let trimmed = ids.trimmingCharacters(in: .whitespaces)
-        if trimmed.isEmpty { return [] }
-        return try trimmed.split(separator: ",", omittingEmptySubsequences: false).map { part in
-            guard let id = Int(part.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--ids: '\(part)' is not an integer id")
-            }
-            return id
-        }
+        // A usage error (with the usage line), as before; the parsing itself is shared.
+        do { return try parseTokenList(ids, option: "--ids", allowEmpty: true) } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
