@@ -35,12 +35,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // Helpers shared by the test targets (temporary directories, running `chorus`).
+        .target(name: "ChorusTestSupport", path: "Tests/ChorusTestSupport"),
         .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
-        .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache"]),
-        .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusTestSupport"]),
+        .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 import ChorusModel
+import ChorusTestSupport
 import XCTest
 @testable import ChorusCache
 
@@ -131,7 +132,7 @@ final class CodecTests: XCTestCase {
     }
 
     func testFingerprintCoversFileContentsAndStrings() throws {
-        let dir = temporaryDirectory(self, "fp")
+        let dir = cacheDirectory(self, "fp")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let a = dir.appendingPathComponent("weights.bin"), b = dir.appendingPathComponent("copy.bin")
         try Data([1, 2, 3]).write(to: a)

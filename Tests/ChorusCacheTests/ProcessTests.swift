@@ -1,3 +1,4 @@
+import ChorusTestSupport
 import XCTest
 @testable import ChorusCache
 
@@ -17,7 +18,7 @@ final class ProcessTests: XCTestCase {
 
     func testKillDashNineLosesAtMostTheRecordBeingWritten() throws {
         guard let exe = chorusExecutable() else { return }
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         var acknowledged = Set<Int>()
         var tornRounds = 0
         var next = 0
@@ -63,7 +64,7 @@ final class ProcessTests: XCTestCase {
 
     func testConcurrentWritersAndReaderShareOneDirectory() throws {
         guard let exe = chorusExecutable() else { return }
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         // Two disjoint streams and one overlapping the first (same keys written twice at once).
         let jobs: [(seed: UInt64, first: Int, count: Int)] = [(11, 0, 80), (12, 0, 80), (11, 40, 80)]
         let children = try jobs.map { job in
@@ -105,7 +106,7 @@ final class ProcessTests: XCTestCase {
 
     func testCLIExitCodesAndMessages() throws {
         guard let exe = chorusExecutable() else { return }
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         var (status, out, err) = try runChorus(exe, ["cache", "stress-write", dir.path, "--count", "6", "--seed", "3"])
         XCTAssertEqual(status, 0, err)
         (status, out, err) = try runChorus(exe, ["cache", "stats", dir.path])

@@ -1,3 +1,4 @@
+import ChorusTestSupport
 import XCTest
 @testable import ChorusCache
 
@@ -7,7 +8,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testStoreLookupReopenAndCounters() throws {
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         let (cache, problems) = try openCache(dir)
         for i in 0..<10 { XCTAssertTrue(try cache.store(item(i).key, item(i).record, teacher: item(i).teacher)) }
         XCTAssertFalse(try cache.store(item(3).key, item(3).record, teacher: item(3).teacher), "same key stored twice")
@@ -34,7 +35,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testSegmentsRollOverAndIndexRebuilds() throws {
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         let (cache, _) = try openCache(dir, maxSegmentBytes: 6000)
         for i in 0..<30 { try cache.store(item(i).key, item(i).record, teacher: "t") }
         XCTAssertGreaterThan(segmentFiles(dir).count, 3)
@@ -46,7 +47,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testFlippedBytesAreDetectedReportedAndMissed() throws {
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         do {
             let (cache, _) = try openCache(dir)
             for i in 0..<12 { try cache.store(item(i).key, item(i).record, teacher: "t") }
@@ -89,7 +90,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testTornTailIsReportedNotFailedThenCutOnOpen() throws {
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         do {
             let (cache, _) = try openCache(dir)
             for i in 0..<5 { try cache.store(item(i).key, item(i).record, teacher: "t") }
@@ -118,7 +119,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testGCEvictsLeastRecentlyUsedFirst() throws {
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         let (cache, _) = try openCache(dir, maxSegmentBytes: 8000)
         var sizes: [Int] = []
         for i in 0..<8 {
@@ -148,7 +149,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testExportImportRoundTripAndBadLines() throws {
-        let src = temporaryDirectory(self, "src"), dst = src.deletingLastPathComponent().appendingPathComponent("dst")
+        let src = cacheDirectory(self, "src"), dst = src.deletingLastPathComponent().appendingPathComponent("dst")
         let (cache, _) = try openCache(src)
         for i in 0..<6 { try cache.store(item(i, seed: 2).key, item(i, seed: 2).record, teacher: "teacher-a") }
         let jsonl = src.deletingLastPathComponent().appendingPathComponent("out.jsonl")
@@ -193,7 +194,7 @@ final class StoreTests: XCTestCase {
     }
 
     func testNotACacheDirectory() throws {
-        let dir = temporaryDirectory(self)
+        let dir = cacheDirectory(self)
         XCTAssertThrowsError(try ScoreCache(directory: dir, readOnly: true)) {
             guard case CacheError.badFormat = $0 else { return XCTFail("\($0)") }
         }

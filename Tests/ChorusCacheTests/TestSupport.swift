@@ -1,15 +1,11 @@
 import Foundation
+import ChorusTestSupport
 import XCTest
 @testable import ChorusCache
 
-/// A fresh temporary directory, removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase, _ name: String = "cache") -> URL {
-    let url = URL(fileURLWithPath: NSTemporaryDirectory())
-        .appendingPathComponent("chorus-cache-tests-\(getpid())-\(UUID().uuidString)")
-        .appendingPathComponent(name)
-    try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
-    return url
+/// A cache directory path (not yet created) inside a fresh temporary directory.
+func cacheDirectory(_ test: XCTestCase, _ name: String = "cache") -> URL {
+    temporaryDirectory(test).appendingPathComponent(name)
 }
 
 /// Collects the problems a cache reports instead of printing them.
@@ -31,23 +27,6 @@ func segmentFiles(_ url: URL) -> [URL] {
     let dir = url.appendingPathComponent("segments")
     let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
     return names.filter { $0.hasSuffix(".seg") }.sorted().map { dir.appendingPathComponent($0) }
-}
-
-/// The `chorus` executable built next to the test bundle by `swift build --build-tests`.
-func chorusExecutable(file: StaticString = #filePath, line: UInt = #line) -> URL? {
-    var candidates: [URL] = [Bundle(for: ProblemLog.self).bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL]
-    if let exe = Bundle.main.executableURL { candidates.append(exe.deletingLastPathComponent()) }
-    candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
-    for dir in candidates {
-        for d in [dir, dir.deletingLastPathComponent()] {
-            let exe = d.appendingPathComponent("chorus")
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: exe.path, isDirectory: &isDir), !isDir.boolValue { return exe }
-        }
-    }
-    XCTFail("chorus executable not found next to the test bundle (looked in \(candidates.map(\.path))); "
-            + "build it with `swift build --build-tests` (make test does)", file: file, line: line)
-    return nil
 }
 
 /// A child process whose stdout lines are collected as they arrive.

@@ -1,25 +1,6 @@
 import Foundation
+import ChorusTestSupport
 import XCTest
-
-/// Runs the built `chorus` executable (built next to the test bundle by `swift build
-/// --build-tests`) and returns (exit status, stdout, stderr).
-func runChorus(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> (Int32, String, String) {
-    let bin = Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("chorus")
-    guard FileManager.default.isExecutableFile(atPath: bin.path) else {
-        XCTFail("chorus executable not found at \(bin.path); build it with `swift build --build-tests`", file: file, line: line)
-        throw CocoaError(.fileNoSuchFile)
-    }
-    let p = Process()
-    p.executableURL = bin
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-}
 
 /// The command-line contracts of issue A.
 final class CLITests: XCTestCase {

@@ -1,6 +1,7 @@
 import ChorusModel
 import ChorusTensor
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 /// Bad checkpoints are refused with one-line errors naming the file and the problem.

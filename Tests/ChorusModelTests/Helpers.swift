@@ -1,6 +1,7 @@
 import ChorusModel
 import ChorusTensor
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 /// Locations of the committed fixtures (see Fixtures/make_fixtures.py).
@@ -25,14 +26,6 @@ enum Fixtures {
         }
         return out
     }
-}
-
-/// A fresh temporary directory, removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase) -> URL {
-    let u = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-test-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: u) }
-    return u
 }
 
 /// Copies a fixture model into a temporary directory so a test may damage it.

@@ -1,6 +1,7 @@
 import ChorusModel
 import ChorusTensor
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 /// Forward-pass parity with Hugging Face transformers (fixtures from make_fixtures.py).

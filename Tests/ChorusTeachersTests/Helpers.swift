@@ -3,6 +3,7 @@ import ChorusModel
 import ChorusTeachers
 import ChorusTensor
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 /// A tiny Qwen3-shaped config (fast enough for debug-build tests).
@@ -16,14 +17,6 @@ func tinyModel(seed: UInt64, vocab: Int = 64) -> TransformerModel {
     let m = TransformerModel(config: tinyConfig(vocab: vocab))
     m.initializeRandom(seed: seed, std: 0.5)
     return m
-}
-
-/// A fresh temporary directory, removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase) -> URL {
-    let u = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-teachers-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: u) }
-    return u
 }
 
 /// Token strings t0, t1, … for a vocabulary of V.

@@ -1,6 +1,7 @@
 import ChorusModel
 import ChorusTeachers
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 final class ManifestTests: XCTestCase {

@@ -1,6 +1,7 @@
 import ChorusModel
 import ChorusTokenizer
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 /// The self-teacher through the CLI with a real tokenizer.json: its scores are the model's own

@@ -3,6 +3,7 @@ import ChorusTensor
 import ChorusTokenizer
 import ChorusTraining
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 /// Builds a tiny SFT setup in a temp directory: a trained tokenizer, arithmetic JSONL data and
@@ -104,7 +105,7 @@ final class SFTTests: XCTestCase {
             XCTAssertLessThan(attempt, 60, "run never finished")
             if attempt >= 60 { return }
             let p = Process()
-            p.executableURL = chorusBinary()
+            p.executableURL = try XCTUnwrap(chorusExecutable())
             p.arguments = ["sft", runFile.path, "--resume", resumed.path, "--quiet"]
             p.standardError = FileHandle.nullDevice
             try p.run()
@@ -129,7 +130,7 @@ extension SFTTests {
     func testTerminatedRunCheckpointsItsLastStep() throws {
         let (dir, runFile) = try makeSFTSetup(self, steps: 100_000, checkpointEvery: 1000)
         let p = Process()
-        p.executableURL = chorusBinary()
+        p.executableURL = try XCTUnwrap(chorusExecutable())
         p.arguments = ["sft", runFile.path, "--quiet"]
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -151,7 +152,3 @@ extension SFTTests {
     }
 }
 
-/// The `chorus` executable built next to the test bundle.
-func chorusBinary() -> URL {
-    Bundle.module.bundleURL.deletingLastPathComponent().appendingPathComponent("chorus")
-}
