@@ -106,7 +106,7 @@ extension TransformerModel {
             if let b = L.qkvBias { addBiasRows(qkv, p(b), rows: n, cols: Q, ld: Q) }
             if let qn = L.qNorm, let kn = L.kNorm {
                 S.qkvRaw.data.update(from: qkv, count: n * Q)
-                headRMSNormSaving(qkv, rstd: S.qkRstd.data, rows: n, ld: Q, qHeads: H, kvHeads: c.numKVHeads,
+                headRMSNorm(qkv, rstd: S.qkRstd.data, rows: n, ld: Q, qHeads: H, kvHeads: c.numKVHeads,
                                   headDim: D, qWeight: p(qn), kWeight: p(kn), eps: c.rmsNormEps)
             }
             tape.positions.withUnsafeBufferPointer { pos in
@@ -304,25 +304,6 @@ extension TransformerModel {
                     }
                     gemm(.none, .none, m: T, n: D, k: T, a: dP, lda: T, b: k, ldb: Q, c: dq, ldc: Q, parallel: false)
                     gemm(.transpose, .none, m: T, n: D, k: T, a: dP, lda: T, b: q, ldb: Q, beta: 1, c: dk, ldc: Q, parallel: false)
-                }
-            }
-        }
-    }
-
-    /// Qwen3 q/k norms in place, saving the per-head reciprocal RMS (N, Hq+Hkv).
-    func headRMSNormSaving(_ x: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, rows n: Int, ld: Int,
-                           qHeads: Int, kvHeads: Int, headDim d: Int, qWeight: UnsafePointer<Float>,
-                           kWeight: UnsafePointer<Float>, eps: Float) {
-        let heads = qHeads + kvHeads
-        parallelFor(n, costPerItem: heads * d * 3) { a, b in
-            for r in a..<b {
-                for h in 0..<heads {
-                    let v = x + r * ld + h * d, w = h < qHeads ? qWeight : kWeight
-                    var ss: Float = 0
-                    for j in 0..<d { ss += v[j] * v[j] }
-                    let s = 1 / (ss / Float(d) + eps).squareRoot()
-                    rstd[r * heads + h] = s
-                    for j in 0..<d { v[j] = v[j] * s * w[j] }
                 }
             }
         }

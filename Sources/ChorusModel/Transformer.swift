@@ -200,8 +200,8 @@ extension TransformerModel {
         gemm(.none, .transpose, m: n, n: Q, k: C, a: h, lda: C, b: p(L.qkv), ldb: C, c: qkv, ldc: Q)
         if let b = L.qkvBias { addBiasRows(qkv, p(b), rows: n, cols: Q, ld: Q) }
         if let qn = L.qNorm, let kn = L.kNorm {
-            headRMSNorm(qkv, rows: n, ld: Q, heads: c.numHeads, headDim: D, weight: p(qn), eps: c.rmsNormEps)
-            headRMSNorm(qkv + c.attnDim, rows: n, ld: Q, heads: c.numKVHeads, headDim: D, weight: p(kn), eps: c.rmsNormEps)
+            headRMSNorm(qkv, rstd: nil, rows: n, ld: Q, qHeads: c.numHeads, kvHeads: c.numKVHeads,
+                        headDim: D, qWeight: p(qn), kWeight: p(kn), eps: c.rmsNormEps)
         }
         ws.positions.withUnsafeBufferPointer { pos in
             // q and k heads are adjacent in a row: rotate all Hq + Hkv of them in one pass.
@@ -283,25 +283,24 @@ extension TransformerModel {
         }
     }
 
-    /// Per-head RMSNorm (Qwen3 q_norm / k_norm) in place: `heads` heads of D values per row.
-    func headRMSNorm(_ x: UnsafeMutablePointer<Float>, rows n: Int, ld: Int, heads: Int, headDim d: Int,
-                     weight: UnsafePointer<Float>, eps: Float) {
+    /// Qwen3 q_norm / k_norm in place: RMSNorm over each of the Hq query heads (q_norm weight)
+    /// and Hkv key heads (k_norm weight) at the front of every row of x (row stride ld). The
+    /// training pass saves each head's reciprocal RMS in rstd, (N, Hq+Hkv); inference passes nil.
+    func headRMSNorm(_ x: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?, rows n: Int, ld: Int,
+                     qHeads: Int, kvHeads: Int, headDim d: Int, qWeight: UnsafePointer<Float>,
+                     kWeight: UnsafePointer<Float>, eps: Float) {
+        let heads = qHeads + kvHeads
         parallelFor(n, costPerItem: heads * d * 3) { a, b in
             for r in a..<b {
-                rmsNormRow(x + r * ld, heads: heads, d: d, weight: weight, eps: eps)
+                for h in 0..<heads {
+                    let v = x + r * ld + h * d, w = h < qHeads ? qWeight : kWeight
+                    var ss: Float = 0
+                    for j in 0..<d { ss += v[j] * v[j] }
+                    let s = 1 / (ss / Float(d) + eps).squareRoot()
+                    rstd?[r * heads + h] = s
+                    for j in 0..<d { v[j] = v[j] * s * w[j] }
+                }
             }
         }
-    }
-}
-
-/// RMSNorm of `heads` consecutive vectors of length d, in place.
-@inline(__always)
-func rmsNormRow(_ x: UnsafeMutablePointer<Float>, heads: Int, d: Int, weight: UnsafePointer<Float>, eps: Float) {
-    for h in 0..<heads {
-        let v = x + h * d
-        var ss: Float = 0
-        for j in 0..<d { ss += v[j] * v[j] }
-        let s = 1 / (ss / Float(d) + eps).squareRoot()
-        for j in 0..<d { v[j] = v[j] * s * weight[j] }
     }
 }
