@@ -124,7 +124,7 @@ extension TransformerModel {
             for s in segments { r += s.tokens.count; rows.append(r - 1) }
             var next: [Int] = []
             order.withUnsafeMutableBufferPointer { ob in
-                headChunks(hidden: hidden, rows: rows, scratch: scratch) { s0, m, logits in
+                headChunks(hidden: hidden, rows: rows, scratch: scratch) { s0, m, logits, _ in
                     for i in 0..<m {
                         let seq = active[s0 + i]
                         let row = logits + i * V

@@ -28,12 +28,13 @@ extension TransformerModel {
     /// Rows of logits computed at once by the LM head (bounds memory for large vocabularies).
     static let headChunk = 256
 
-    /// Runs the LM head on selected rows of the final hidden states and hands each chunk of
-    /// logits to `body(firstSelected, count, logits)` with logits (count, V), row-major.
+    /// Runs the LM head on selected rows of the final hidden states and hands each chunk to
+    /// `body(firstSelected, count, logits, rowsHidden)`: logits (count, V) and the gathered
+    /// hidden rows (count, C) they came from, both row-major scratch the body may overwrite.
     ///
     /// hidden is (N, C); `rows` lists which of the N rows to project, in output order.
     public func headChunks(hidden: UnsafePointer<Float>, rows: [Int], scratch: Tensor,
-                           _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+                           _ body: (Int, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
         let C = config.hiddenSize, V = config.vocabSize
         let chunk = TransformerModel.headChunk
         let need = chunk * (C + V)
@@ -44,7 +45,7 @@ extension TransformerModel {
             let m = min(chunk, rows.count - s)
             for i in 0..<m { (gathered + i * C).update(from: hidden + rows[s + i] * C, count: C) }
             gemm(.none, .transpose, m: m, n: V, k: C, a: gathered, lda: C, b: p(layout.lmHead), ldb: C, c: logits, ldc: V)
-            body(s, m, logits)
+            body(s, m, logits, gathered)
             s += m
         }
     }
@@ -63,7 +64,7 @@ extension TransformerModel {
         var out = [PositionScore](repeating: PositionScore(logprob: 0, entropy: 0), count: rows.count)
         out.withUnsafeMutableBufferPointer { ob in
             let o = ob.baseAddress!
-            headChunks(hidden: hidden, rows: rows, scratch: scratch) { s, m, logits in
+            headChunks(hidden: hidden, rows: rows, scratch: scratch) { s, m, logits, _ in
                 parallelFor(m, costPerItem: V * 4) { a, b in
                     for i in a..<b {
                         let row = logits + i * V
@@ -86,7 +87,7 @@ extension TransformerModel {
     public func logProbabilities(hidden: UnsafePointer<Float>, rows: [Int], scratch: Tensor) -> Tensor {
         let V = config.vocabSize
         let out = Tensor(shape: [rows.count, V])
-        headChunks(hidden: hidden, rows: rows, scratch: scratch) { s, m, logits in
+        headChunks(hidden: hidden, rows: rows, scratch: scratch) { s, m, logits, _ in
             (out.data + s * V).update(from: logits, count: m * V)
             logSoftmaxInPlace(out.data + s * V, rows: m, cols: V)
         }

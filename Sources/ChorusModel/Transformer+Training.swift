@@ -136,7 +136,7 @@ extension TransformerModel {
             tape.logprobs.withUnsafeMutableBufferPointer { lpB in
                 tape.targets.withUnsafeBufferPointer { tg in
                     let lseP = lseB.baseAddress!, lpP = lpB.baseAddress!, tgP = tg.baseAddress!
-                    headChunks(hidden: tape.hF.data, rows: rows, scratch: tape.headScratch) { s0, m, logits in
+                    headChunks(hidden: tape.hF.data, rows: rows, scratch: tape.headScratch) { s0, m, logits, _ in
                         parallelFor(m, costPerItem: V * 3) { a, b in
                             for i in a..<b {
                                 let r = rows[s0 + i]
@@ -174,14 +174,7 @@ extension TransformerModel {
         let dh = tape.dh.data
         dh.update(repeating: 0, count: n * C)
         let W = p(layout.lmHead), dW = g + layout.lmHead
-        let scratch = tape.headScratch.data
-        let gathered = scratch, logits = scratch + TransformerModel.headChunk * C
-        var s = 0
-        while s < rows.count {
-            let m = min(TransformerModel.headChunk, rows.count - s)
-            for i in 0..<m { (gathered + i * C).update(from: tape.hF.data + rows[s + i] * C, count: C) }
-            gemm(.none, .transpose, m: m, n: V, k: C, a: gathered, lda: C, b: W, ldb: C, c: logits, ldc: V)
-            let s0 = s
+        headChunks(hidden: tape.hF.data, rows: rows, scratch: tape.headScratch) { s0, m, logits, hidden in
             parallelFor(m, costPerItem: V * 3) { a, b in
                 for i in a..<b {
                     let r = rows[s0 + i], w = weights[r], lse = tape.lse[r]
@@ -192,12 +185,11 @@ extension TransformerModel {
                     row[Int(tape.targets[r])] -= w
                 }
             }
-            // dhF rows (scattered back), then the head's weight gradient.
-            gemm(.none, .none, m: m, n: C, k: V, a: logits, lda: V, b: W, ldb: C, c: gathered, ldc: C)
-            for i in 0..<m { (dh + rows[s + i] * C).update(from: gathered + i * C, count: C) }
-            for i in 0..<m { (gathered + i * C).update(from: tape.hF.data + rows[s + i] * C, count: C) }
-            gemm(.transpose, .none, m: V, n: C, k: m, a: logits, lda: V, b: gathered, ldb: C, beta: 1, c: dW, ldc: C)
-            s += m
+            // The head's weight gradient from the gathered hF rows, then dhF (into the same
+            // scratch, no longer needed) scattered back to its rows.
+            gemm(.transpose, .none, m: V, n: C, k: m, a: logits, lda: V, b: hidden, ldb: C, beta: 1, c: dW, ldc: C)
+            gemm(.none, .none, m: m, n: C, k: V, a: logits, lda: V, b: W, ldb: C, c: hidden, ldc: C)
+            for i in 0..<m { (dh + rows[s0 + i] * C).update(from: hidden + i * C, count: C) }
         }
         let dx = tape.dx.data
         dx.update(repeating: 0, count: n * C)

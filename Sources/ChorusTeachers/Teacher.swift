@@ -117,7 +117,7 @@ public final class TeacherForward {
     /// Writes log-softmax rows for packed positions `rows` into `out`, (rows.count, V).
     public func logProbabilities(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         let V = vocabularySize
-        model.headChunks(hidden: hidden.data, rows: Array(rows), scratch: scratch) { s, m, logits in
+        model.headChunks(hidden: hidden.data, rows: Array(rows), scratch: scratch) { s, m, logits, _ in
             (out + s * V).update(from: logits, count: m * V)
             logSoftmaxInPlace(out + s * V, rows: m, cols: V)
         }
