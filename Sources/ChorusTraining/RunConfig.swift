@@ -72,7 +72,8 @@ public struct OptimizationConfig: Equatable {
 /// Reads `[model]`: `init = "DIR"` for a checkpoint, or an architecture for a fresh model
 /// (`shape = "qwen3-10m"` or explicit fields), plus an optional `tokenizer` path.
 /// Paths are relative to the run file.
-func readModelSource(_ t: ConfigTable, base: URL, vocabSize: () throws -> Int) throws -> (ModelSource, tokenizer: URL?) {
+/// `vocabSize` is called with the tokenizer path only for a model trained from scratch.
+func readModelSource(_ t: ConfigTable, base: URL, vocabSize: (URL) throws -> Int) throws -> (ModelSource, tokenizer: URL?) {
     func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
     let tok = try t.string("tokenizer").map(resolve)
     if let dir = try t.string("init") {
@@ -82,8 +83,8 @@ func readModelSource(_ t: ConfigTable, base: URL, vocabSize: () throws -> Int) t
         try t.finish()
         return (.checkpoint(resolve(dir)), tok)
     }
-    guard tok != nil else { throw ConfigFileError(t.file, "a model trained from scratch needs '\(t.key("tokenizer"))'") }
-    let vocab = try vocabSize()
+    guard let tok else { throw ConfigFileError(t.file, "a model trained from scratch needs '\(t.key("tokenizer"))'") }
+    let vocab = try vocabSize(tok)
     var cfg: ModelConfig
     if let s = try t.string("shape") {
         guard let shape = BuiltinShape(rawValue: s) else {

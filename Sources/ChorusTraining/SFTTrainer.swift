@@ -33,6 +33,9 @@ public struct SFTConfig {
     public var keepCheckpoints: Int
     /// The run file text (recorded in the run directory).
     public var text: String
+    /// The tokenizer, when reading the run file already had to load it (a model trained from
+    /// scratch takes its vocabulary size from it); the trainer reuses it.
+    public var loadedTokenizer: Tokenizer?
 
     /// Parses and validates a run file.
     public init(contentsOf url: URL) throws {
@@ -45,22 +48,20 @@ public struct SFTConfig {
         let root = try ConfigTable(string: text, file: file)
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
         let mt = try root.required("[model]", try root.table("model"))
-        var tokURL: URL?
-        let (source, tok) = try readModelSource(mt, base: base) {
-            guard let u = try? mt.string("tokenizer").map(resolve) else { throw ConfigFileError(file, "[model] needs 'tokenizer'") }
-            tokURL = u
-            return try Tokenizer(contentsOf: u).vocabSize
+        var loaded: Tokenizer?
+        let (source, tok) = try readModelSource(mt, base: base) { url in
+            let t = try Tokenizer(contentsOf: url)
+            loaded = t
+            return t.vocabSize
         }
         model = source
-        if let t = tok { tokenizer = t } else if case let .checkpoint(dir) = source {
-            tokenizer = dir.appendingPathComponent("tokenizer.json")
-        } else { tokenizer = tokURL! }
-        let dt = try root.required("[data]", try root.table("data"))
-        if let one = try? dt.string("train") {
-            trainFiles = [resolve(one)]
-        } else {
-            throw ConfigFileError(file, "missing required key 'data.train' (a JSONL file)")
+        switch source {
+        case let .checkpoint(dir): tokenizer = tok ?? dir.appendingPathComponent("tokenizer.json")
+        case .scratch: tokenizer = tok!   // readModelSource requires it for a fresh model
         }
+        loadedTokenizer = loaded
+        let dt = try root.required("[data]", try root.table("data"))
+        trainFiles = [resolve(try dt.required("train", try dt.string("train")))]
         maxLength = try dt.int("max_length", min: 2) ?? 512
         eos = try dt.string("eos")
         try dt.finish()
@@ -162,7 +163,7 @@ public final class SFTTrainer {
         self.config = config
         if let t = config.opt.threads { Parallel.configure(threads: t) } else { Parallel.applyToBLAS() }
         tokenizerJSON = try Data(contentsOf: config.tokenizer)
-        tokenizer = try Tokenizer(contentsOf: config.tokenizer)
+        tokenizer = try config.loadedTokenizer ?? Tokenizer(contentsOf: config.tokenizer)
         var eosId: Int?
         if let e = config.eos {
             guard let id = tokenizer.tokenToId(e) else { throw DataError.unknownToken(config.tokenizer.path, e) }
