@@ -85,24 +85,6 @@ public func ropeBackward(
     ropeRotate(dx, rows: rows, ld: ld, heads: heads, headDim: d, positions: pos, table: table, inverse: true)
 }
 
-/// Like `parallelFor` but also passes the worker index, for per-worker partial sums.
-/// Static split: worker w gets rows [n·w/W, n·(w+1)/W).
-@inline(__always)
-public func parallelChunks(_ n: Int, workers: Int, costPerItem: Int, _ body: (Int, Int, Int) -> Void) {
-    if workers <= 1 || n * costPerItem < 32_768 {
-        // Serial, but keep the same partition so partial sums are identical either way.
-        for w in 0..<workers {
-            let lo = n * w / workers, hi = n * (w + 1) / workers
-            if lo < hi { body(w, lo, hi) }
-        }
-        return
-    }
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-        let lo = n * w / workers, hi = n * (w + 1) / workers
-        if lo < hi { body(w, lo, hi) }
-    }
-}
-
 /// Column sums of an (N, C) matrix accumulated into out (C): bias gradients.
 public func addColumnSums(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows n: Int, cols c: Int, ld: Int? = nil) {
     let l = ld ?? c

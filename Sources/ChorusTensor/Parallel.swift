@@ -12,15 +12,13 @@ public enum Parallel {
     /// Number of threads kernels split work across.
     public static var threads: Int { _threads }
 
-    /// Sets the thread count for Chorus kernels and the gemm wrapper (OpenBLAS stays
-    /// single-threaded; `gemm` splits large products across these workers itself).
-    public static func configure(threads: Int) {
-        _threads = max(1, threads)
+    /// Sets the thread count for Chorus kernels and the gemm wrapper (nil keeps the current
+    /// count), and makes OpenBLAS single-threaded: `gemm` splits large products across these
+    /// workers itself.
+    public static func configure(threads: Int? = nil) {
+        if let t = threads { _threads = max(1, t) }
         BLAS.setThreads(1)
     }
-
-    /// Makes OpenBLAS single-threaded (call once at start-up; `configure` does it too).
-    public static func applyToBLAS() { BLAS.setThreads(1) }
 }
 
 /// Runs `body(chunkStart, chunkEnd)` over `0..<n` split into contiguous chunks, one per worker,
@@ -35,9 +33,23 @@ public func parallelFor(_ n: Int, costPerItem: Int = 1024, _ body: (Int, Int) ->
         if n > 0 { body(0, n) }
         return
     }
+    parallelChunks(n, workers: workers, costPerItem: costPerItem) { _, lo, hi in body(lo, hi) }
+}
+
+/// Like `parallelFor` but also passes the worker index, for per-worker partial sums.
+/// Static split: worker w gets rows [n·w/W, n·(w+1)/W).
+@inline(__always)
+public func parallelChunks(_ n: Int, workers: Int, costPerItem: Int, _ body: (Int, Int, Int) -> Void) {
+    if workers <= 1 || n * costPerItem < 32_768 {
+        // Serial, but keep the same partition so partial sums are identical either way.
+        for w in 0..<workers {
+            let lo = n * w / workers, hi = n * (w + 1) / workers
+            if lo < hi { body(w, lo, hi) }
+        }
+        return
+    }
     DispatchQueue.concurrentPerform(iterations: workers) { w in
-        let lo = n * w / workers
-        let hi = n * (w + 1) / workers
-        if lo < hi { body(lo, hi) }
+        let lo = n * w / workers, hi = n * (w + 1) / workers
+        if lo < hi { body(w, lo, hi) }
     }
 }

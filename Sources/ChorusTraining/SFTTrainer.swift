@@ -161,7 +161,7 @@ public final class SFTTrainer {
     /// Prepares a run: tokenizer, data, model (fresh, from a checkpoint, or resumed).
     public init(config: SFTConfig, resume: URL? = nil) throws {
         self.config = config
-        if let t = config.opt.threads { Parallel.configure(threads: t) } else { Parallel.applyToBLAS() }
+        Parallel.configure(threads: config.opt.threads)
         tokenizerJSON = try Data(contentsOf: config.tokenizer)
         tokenizer = try config.loadedTokenizer ?? Tokenizer(contentsOf: config.tokenizer)
         var eosId: Int?

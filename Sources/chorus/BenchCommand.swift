@@ -50,7 +50,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        Parallel.configure(threads: threads ?? Parallel.threads)
+        Parallel.configure(threads: threads)
         let m: TransformerModel
         var name = shape
         if let dir = model {

@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     var threads: Int?
 
     func load() throws -> TransformerModel {
-        if let t = threads { Parallel.configure(threads: t) } else { Parallel.applyToBLAS() }
+        Parallel.configure(threads: threads)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: model, isDirectory: &isDir), isDir.boolValue else {
             throw CLIError("\(model): model directory not found")

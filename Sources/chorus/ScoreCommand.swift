@@ -56,7 +56,7 @@ struct Score: ParsableCommand {
     var threads: Int?
 
     func run() throws {
-        if let t = threads { Parallel.configure(threads: t) } else { Parallel.applyToBLAS() }
+        Parallel.configure(threads: threads)
         let ids = try parseTokenList(tokens)
         if !AggregatorFactory.names.contains(aggregator) { throw CLIError("\(AggregatorError.unknownName(aggregator))") }
         if !(progress >= 0 && progress <= 1) { throw CLIError("--progress \(progress) is outside [0, 1]") }
