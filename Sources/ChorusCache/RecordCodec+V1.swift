@@ -10,13 +10,7 @@ extension RecordCodec {
     static func encodePayloadV1(key: CacheKey, record: ScoreRecord) throws -> [UInt8] {
         let n = record.positions.count
         let start = key.options.start
-        guard start >= 0, start + n <= key.tokens.count else {
-            throw CacheError.invalidRecord(detail:
-                "\(n) positions from start \(start) do not fit in \(key.tokens.count) context tokens")
-        }
-        for t in key.tokens where t < 0 {
-            throw CacheError.invalidRecord(detail: "negative token id \(t) in the context")
-        }
+        try validateContext(key, positions: n)
         var w = ByteWriter(capacity: 64 + 24 * n)
         w.u8(1)
         w.blob(key.fingerprint.bytes)

@@ -138,13 +138,7 @@ enum RecordCodec {
     static func encodePayload(key: CacheKey, record: ScoreRecord) throws -> [UInt8] {
         let n = record.positions.count
         let start = key.options.start
-        guard start >= 0, start + n <= key.tokens.count else {
-            throw CacheError.invalidRecord(detail:
-                "\(n) positions from start \(start) do not fit in \(key.tokens.count) context tokens")
-        }
-        for t in key.tokens where t < 0 {
-            throw CacheError.invalidRecord(detail: "negative token id \(t) in the context")
-        }
+        try validateContext(key, positions: n)
         var w = ByteWriter(capacity: 64 + key.options.canonicalBytes.count + key.fingerprint.bytes.count)
         w.u8(payloadVersion)
         w.blob(key.fingerprint.bytes)
@@ -340,6 +334,19 @@ enum RecordCodec {
     static func checkLogprob(_ lp: Float, what: String) throws {
         guard !lp.isNaN, lp <= ScorePrecision.positiveTolerance else {
             throw CacheError.invalidRecord(detail: "\(what) \(lp) is not a log-probability (must be <= 0)")
+        }
+    }
+
+    /// The context checks every encoder applies: n positions from `start` fit in the context,
+    /// and no context id is negative.
+    static func validateContext(_ key: CacheKey, positions n: Int) throws {
+        let start = key.options.start
+        guard start >= 0, start + n <= key.tokens.count else {
+            throw CacheError.invalidRecord(detail:
+                "\(n) positions from start \(start) do not fit in \(key.tokens.count) context tokens")
+        }
+        for t in key.tokens where t < 0 {
+            throw CacheError.invalidRecord(detail: "negative token id \(t) in the context")
         }
     }
 
