@@ -95,31 +95,23 @@ public func normalizedWeights(_ w: [Double]?, count K: Int) throws -> [Double] {
     return w.map { $0 / s }
 }
 
-/// Probability-space mean: log π_ref = log Σ_k w_k π_k.
-public struct ArithmeticMean: Aggregator {
-    public let name = "arithmetic"
+/// A static mixture of all teachers with weights w_k: `arithmetic` in probability space,
+/// log π_ref = log Σ_k w_k π_k, or `geometric` (normalized) in log space,
+/// log π_ref = Σ_k w_k log π_k − logsumexp.
+public struct WeightedMean: Aggregator {
+    public let name: String
     public let weights: [Double]
+    public let space: MixtureSpace
     public var teacherCount: Int { weights.count }
-    public init(teacherCount: Int, weights: [Double]? = nil) throws {
+    /// `space` .probability gives the arithmetic mean, .logarithm the geometric one.
+    public init(_ space: MixtureSpace, teacherCount: Int, weights: [Double]? = nil) throws {
+        self.space = space
+        self.name = space == .probability ? "arithmetic" : "geometric"
         self.weights = try normalizedWeights(weights, count: teacherCount)
     }
     public func mixture(_ c: AggregationContext) throws -> Mixture {
         try check(c)
-        return Mixture(weights: weights, space: .probability)
-    }
-}
-
-/// Normalized geometric mean: log π_ref = Σ_k w_k log π_k − logsumexp.
-public struct GeometricMean: Aggregator {
-    public let name = "geometric"
-    public let weights: [Double]
-    public var teacherCount: Int { weights.count }
-    public init(teacherCount: Int, weights: [Double]? = nil) throws {
-        self.weights = try normalizedWeights(weights, count: teacherCount)
-    }
-    public func mixture(_ c: AggregationContext) throws -> Mixture {
-        try check(c)
-        return Mixture(weights: weights, space: .logarithm)
+        return Mixture(weights: weights, space: space)
     }
 }
 
@@ -270,8 +262,8 @@ public enum AggregatorFactory {
 
     public static func make(name: String, teacherCount K: Int, options o: AggregatorOptions = AggregatorOptions()) throws -> any Aggregator {
         switch name {
-        case "arithmetic": return try ArithmeticMean(teacherCount: K, weights: o.weights)
-        case "geometric": return try GeometricMean(teacherCount: K, weights: o.weights)
+        case "arithmetic": return try WeightedMean(.probability, teacherCount: K, weights: o.weights)
+        case "geometric": return try WeightedMean(.logarithm, teacherCount: K, weights: o.weights)
         case "hard-switch": return try HardSwitch(teacherCount: K, boundaries: o.boundaries)
         case "soft-switch": return try SoftSwitch(teacherCount: K, logSpace: o.softSwitchLogSpace)
         case "control-token":

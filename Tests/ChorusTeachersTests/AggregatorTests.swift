@@ -197,8 +197,8 @@ final class AggregatorTests: XCTestCase {
         }
         assertThrows(try AggregatorFactory.make(name: "median", teacherCount: 2),
                      containing: ["median", "arithmetic, geometric, hard-switch, soft-switch, control-token, random"])
-        assertThrows(try ArithmeticMean(teacherCount: 2, weights: [1, -1]), containing: ["-1"])
-        assertThrows(try ArithmeticMean(teacherCount: 2).mixture(AggregationContext(progress: -0.1)), containing: ["outside [0, 1]"])
+        assertThrows(try WeightedMean(.probability, teacherCount: 2, weights: [1, -1]), containing: ["-1"])
+        assertThrows(try WeightedMean(.probability, teacherCount: 2).mixture(AggregationContext(progress: -0.1)), containing: ["outside [0, 1]"])
     }
 }
 
