@@ -57,11 +57,6 @@ public final class TrainingTape {
         let hs = TransformerModel.headChunk * (C + c.vocabSize)
         if headScratch.count < hs { headScratch = Tensor(shape: [hs]) }
     }
-
-    /// Per packed row: log p(target) from the last forward (0 where the row has no target).
-    public var rowLogprobs: [Float] { Array(logprobs.prefix(n)) }
-    /// Number of packed rows in the last forward.
-    public var rows: Int { n }
 }
 
 extension TransformerModel {

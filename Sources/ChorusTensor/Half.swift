@@ -59,14 +59,4 @@ public enum HalfConversion {
         }
         return sign | UInt16(e << 10) | UInt16(m)
     }
-
-    /// Converts `count` bf16 values to Float.
-    public static func bf16ToFloat(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { dst[i] = bf16ToFloat(src[i]) }
-    }
-
-    /// Converts `count` f16 values to Float.
-    public static func f16ToFloat(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { dst[i] = f16ToFloat(src[i]) }
-    }
 }

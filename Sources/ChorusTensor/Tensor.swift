@@ -24,13 +24,6 @@ public final class Tensor: @unchecked Sendable {
         data.initialize(repeating: 0, count: capacity)
     }
 
-    /// Allocates a tensor holding a copy of `values` with the given shape.
-    public convenience init(shape: [Int], values: [Float]) {
-        self.init(shape: shape)
-        precondition(values.count == count, "values.count \(values.count) != shape \(shape)")
-        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
-    }
-
     deinit { data.deallocate() }
 
     /// Changes the shape in place; the element count must fit the capacity.
