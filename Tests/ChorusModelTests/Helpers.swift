@@ -43,15 +43,3 @@ func maxAbsDiff(_ a: [Float], _ b: [Float], file: StaticString = #filePath, line
     return m
 }
 
-/// Asserts that `body` throws an error whose description contains every fragment.
-func assertThrows<T>(_ body: @autoclosure () throws -> T, containing fragments: [String],
-                     file: StaticString = #filePath, line: UInt = #line) {
-    do {
-        _ = try body()
-        XCTFail("expected an error containing \(fragments)", file: file, line: line)
-    } catch {
-        let msg = "\(error)"
-        for f in fragments { XCTAssertTrue(msg.contains(f), "error '\(msg)' lacks '\(f)'", file: file, line: line) }
-        XCTAssertFalse(msg.contains("\n"), "error message must be one line: \(msg)", file: file, line: line)
-    }
-}

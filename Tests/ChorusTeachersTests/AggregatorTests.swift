@@ -2,6 +2,7 @@ import ChorusModel
 import ChorusTeachers
 import ChorusTensor
 import Foundation
+import ChorusTestSupport
 import XCTest
 
 final class AggregatorTests: XCTestCase {

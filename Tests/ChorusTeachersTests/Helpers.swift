@@ -68,20 +68,6 @@ final class RecordingTeacher: Teacher {
     }
 }
 
-/// Asserts that `body` throws an error whose description contains every fragment.
-func assertThrows<T>(_ body: @autoclosure () throws -> T, containing fragments: [String],
-                     file: StaticString = #filePath, line: UInt = #line) {
-    do {
-        _ = try body()
-        XCTFail("expected an error containing \(fragments)", file: file, line: line)
-    } catch {
-        let msg = "\(error)"
-        for f in fragments where !msg.contains(f) {
-            XCTFail("error '\(msg)' does not contain '\(f)'", file: file, line: line)
-        }
-    }
-}
-
 /// Three in-memory teachers with distinct random weights, and a pool over them.
 func tinyPool(_ K: Int = 3, vocab: Int = 64, weights: [Double]? = nil) throws -> TeacherPool {
     let ts: [any Teacher] = (0..<K).map { CheckpointTeacher(name: "t\($0)", model: tinyModel(seed: UInt64(10 + $0), vocab: vocab)) }

@@ -58,3 +58,17 @@ public func runChorus(_ args: [String], environment: [String: String] = ["CHORUS
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errBox.data, as: UTF8.self))
 }
+
+/// Asserts that `body` throws an error whose description contains every fragment and is one
+/// line (the CLI prints errors as a single line).
+public func assertThrows<T>(_ body: @autoclosure () throws -> T, containing fragments: [String],
+                            file: StaticString = #filePath, line: UInt = #line) {
+    do {
+        _ = try body()
+        XCTFail("expected an error containing \(fragments)", file: file, line: line)
+    } catch {
+        let msg = "\(error)"
+        for f in fragments { XCTAssertTrue(msg.contains(f), "error '\(msg)' lacks '\(f)'", file: file, line: line) }
+        XCTAssertFalse(msg.contains("\n"), "error message must be one line: \(msg)", file: file, line: line)
+    }
+}
