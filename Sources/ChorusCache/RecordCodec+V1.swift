@@ -180,14 +180,7 @@ extension RecordCodec {
         var r = ByteReader(bytes)
         let version = try r.u8()
         guard version == 1 else { throw TruncatedField(detail: "payload version \(version) is not 1") }
-        let fingerprint = TeacherFingerprint(bytes: try r.blob())
-        let options = try ScoringOptions.decode(&r)
-        let n = try r.count(limit: maxTokens)
-        let shift = try r.u8()
-        guard Int(shift) == ScorePrecision.coarseShift else { throw TruncatedField(detail: "coarse shift \(shift) unsupported") }
-        let idCoding = try r.u8()
-        guard idCoding == idCodingMoveToFront else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
-        let tokenCount = try r.count(limit: maxTokens)
+        let (fingerprint, options, n, tokenCount) = try readPayloadHeader(&r, idCoding: idCodingMoveToFront)
 
         func stream() throws -> ByteReader {
             let len = try r.count(limit: r.remaining)

@@ -228,17 +228,25 @@ enum RecordCodec {
         }
     }
 
-    static func decodePayloadV2(_ bytes: [UInt8]) throws -> DecodedPayload {
-        var r = ByteReader(bytes)
-        _ = try r.u8()
+    /// The fields every payload version has after its version byte: fingerprint, options,
+    /// position count, precision and id coding (checked), context length.
+    static func readPayloadHeader(_ r: inout ByteReader, idCoding expected: UInt8) throws
+        -> (TeacherFingerprint, ScoringOptions, n: Int, tokenCount: Int) {
         let fingerprint = TeacherFingerprint(bytes: try r.blob())
         let options = try ScoringOptions.decode(&r)
         let n = try r.count(limit: maxTokens)
         let shift = try r.u8()
         guard Int(shift) == ScorePrecision.coarseShift else { throw TruncatedField(detail: "coarse shift \(shift) unsupported") }
         let idCoding = try r.u8()
-        guard idCoding == idCodingRangeCoded else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
+        guard idCoding == expected else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
         let tokenCount = try r.count(limit: maxTokens)
+        return (fingerprint, options, n, tokenCount)
+    }
+
+    static func decodePayloadV2(_ bytes: [UInt8]) throws -> DecodedPayload {
+        var r = ByteReader(bytes)
+        _ = try r.u8()
+        let (fingerprint, options, n, tokenCount) = try readPayloadHeader(&r, idCoding: idCodingRangeCoded)
         let start = options.start
         guard start >= 0, start + n <= tokenCount else {
             throw TruncatedField(detail: "\(n) positions from \(start) exceed \(tokenCount) tokens")
