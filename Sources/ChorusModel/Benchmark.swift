@@ -63,13 +63,12 @@ public enum ModelBenchmark {
     public static func training(model: TransformerModel, batch B: Int, seq T: Int, seed: UInt64 = 0) throws -> [(String, Double)] {
         var rng = ChorusRNG(seed: seed)
         let V = model.config.vocabSize
-        let seqs = (0..<B).map { _ in (0..<T).map { _ in rng.int(below: V) } }
-        var w: [Float] = []
-        for _ in 0..<B { w += [Float](repeating: 1 / Float(B * (T - 1)), count: T - 1) + [0] }
+        let batch = (0..<B).map { _ in TrainingSequence(tokens: (0..<T).map { _ in rng.int(below: V) }, promptLength: 1) }
+        let objective = TokenObjective(weights: batch.map { [Float](repeating: 1 / Float(B * (T - 1)), count: $0.responseLength) })
         let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
         let t = try time {
-            _ = try model.trainingForward(seqs, tape: tape)
-            model.trainingBackward(weights: w, tape: tape, grads: grads)
+            _ = try model.trainingForward(batch, tape: tape)
+            model.trainingBackward(objective, tape: tape, grads: grads)
         }
         let flops = 3 * model.forwardFLOPs(tokens: B * T, attentionPairs: B * T * (T + 1) / 2)
         return [("train_tokens_per_s", Double(B * T) / t), ("train_gflops", flops / t / 1e9)]
@@ -88,7 +87,7 @@ public enum ModelBenchmark {
         var targets: [Int] = []
         for s in seqs { targets += s[1...] + [s[0]] }
         let fwd = try time {
-            let h = try model.forwardHidden(seqs.map { Segment(tokens: $0) }, workspace: ws)
+            let h = try model.forwardHidden(seqs.map { PackedSequence(tokens: $0) }, workspace: ws)
             _ = model.score(hidden: h, rows: rows, targets: targets, topK: 0, scratch: scratch)
         }
         let flops = model.forwardFLOPs(tokens: B * T, attentionPairs: B * T * (T + 1) / 2)
@@ -99,10 +98,10 @@ public enum ModelBenchmark {
         var decodeSeconds = 0.0
         for _ in 0..<2 {   // second round is the measured one
             for c in caches { c.reset() }
-            _ = try model.forwardHidden((0..<B).map { Segment(tokens: Array(seqs[$0].prefix(prompt)), cache: caches[$0]) }, workspace: ws)
+            _ = try model.forwardHidden((0..<B).map { PackedSequence(tokens: Array(seqs[$0].prefix(prompt)), cache: caches[$0]) }, workspace: ws)
             let t0 = DispatchTime.now().uptimeNanoseconds
             for step in 0..<decodeSteps {
-                let h = try model.forwardHidden((0..<B).map { Segment(tokens: [seqs[$0][(prompt + step) % T]], cache: caches[$0]) }, workspace: ws)
+                let h = try model.forwardHidden((0..<B).map { PackedSequence(tokens: [seqs[$0][(prompt + step) % T]], cache: caches[$0]) }, workspace: ws)
                 _ = model.score(hidden: h, rows: Array(0..<B), targets: [Int](repeating: 0, count: B), topK: 0, scratch: scratch)
             }
             decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9

@@ -97,12 +97,12 @@ extension TransformerModel {
 
     /// Converts every parameter into the flat buffer (after `check`).
     func read(_ ck: CheckpointFiles, directory: URL) throws {
-        for e in layout.entries { try ck.location[e.name]!.read(e.name, into: p(e.offset)) }
+        for e in layout.entries { try ck.location[e.name]!.read(e.name, into: parameter(e.offset)) }
         if config.tieWordEmbeddings, let f = ck.location["lm_head.weight"] {
             // Some exporters write the tied head explicitly; accept it only if it really is
             // the embedding.
             let head = try f.readArray("lm_head.weight")
-            let emb = UnsafeBufferPointer(start: p(layout.embed), count: head.count)
+            let emb = UnsafeBufferPointer(start: parameter(layout.embed), count: head.count)
             if !head.elementsEqual(emb) {
                 throw CheckpointError.unusedTensor(name: "lm_head.weight (differs from the tied embedding)", file: f.path)
             }
@@ -116,7 +116,7 @@ extension TransformerModel {
         var cfg = config
         cfg.dtype = dtype == .bf16 ? "bfloat16" : "float32"
         let entries = layout.entries.map {
-            SafeTensorsWriter.Entry(name: $0.name, shape: $0.shape, data: UnsafePointer(p($0.offset)))
+            SafeTensorsWriter.Entry(name: $0.name, shape: $0.shape, data: UnsafePointer(parameter($0.offset)))
         }
         try SafeTensorsWriter.write(entries, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
         let d = try JSONSerialization.data(withJSONObject: cfg.jsonObject(), options: [.prettyPrinted, .sortedKeys])

@@ -31,6 +31,13 @@ public enum SamplingError: Error, CustomStringConvertible {
     public var description: String { if case let .invalid(s) = self { return s }; return "" }
 }
 
+/// A drawn token and its log-probability under the distribution it was drawn from (after
+/// temperature, top-k and top-p; 0 for greedy): what a rollout-correction ratio divides by.
+public struct SampledToken: Sendable, Equatable {
+    public var id: Int
+    public var logprob: Float
+}
+
 /// Picks a token from one row of logits (length V). `work` is caller scratch of at least V
 /// floats and V indices so the hot loop does not allocate.
 ///
@@ -38,11 +45,11 @@ public enum SamplingError: Error, CustomStringConvertible {
 /// distribution. Temperature 0 is greedy (lowest id among ties).
 public func sampleToken(logits: UnsafePointer<Float>, vocab V: Int, params: SamplingParameters,
                         rng: inout ChorusRNG, work: UnsafeMutablePointer<Float>,
-                        order: UnsafeMutablePointer<Int32>) -> Int {
+                        order: UnsafeMutablePointer<Int32>) -> SampledToken {
     if params.temperature == 0 {
         var best = 0
         for j in 1..<V where logits[j] > logits[best] { best = j }
-        return best
+        return SampledToken(id: best, logprob: 0)
     }
     let invT = 1 / params.temperature
     for j in 0..<V { work[j] = logits[j] * invT }
@@ -53,9 +60,9 @@ public func sampleToken(logits: UnsafePointer<Float>, vocab V: Int, params: Samp
         var acc = 0.0
         for j in 0..<V {
             acc += Double(work[j])
-            if u < acc { return j }
+            if u < acc { return SampledToken(id: j, logprob: Foundation.log(work[j])) }
         }
-        return V - 1
+        return SampledToken(id: V - 1, logprob: Foundation.log(work[V - 1]))
     }
     // Sort token ids by probability, descending (ties: lower id first) and cut.
     for j in 0..<V { order[j] = Int32(j) }
@@ -77,11 +84,12 @@ public func sampleToken(logits: UnsafePointer<Float>, vocab V: Int, params: Samp
     for i in 0..<keep { total += Double(work[Int(order[i])]) }
     let u = rng.uniformDouble() * total
     var acc = 0.0
+    var pick = Int(order[keep - 1])
     for i in 0..<keep {
         acc += Double(work[Int(order[i])])
-        if u < acc { return Int(order[i]) }
+        if u < acc { pick = Int(order[i]); break }
     }
-    return Int(order[keep - 1])
+    return SampledToken(id: pick, logprob: Float(Foundation.log(Double(work[pick]) / total)))
 }
 
 /// The output of sampling one continuation.
@@ -91,59 +99,78 @@ public struct Generation: Sendable {
     /// log p(token | prefix) of each sampled token under the model itself (temperature 1, no
     /// filtering), so it can be compared with a later full forward pass.
     public var logprobs: [Float]
+    /// log q(token | prefix) under the distribution actually sampled from (temperature, top-k,
+    /// top-p applied and renormalised; 0 for greedy).
+    public var samplingLogprobs: [Float]
     /// The number of prompt tokens at the front of `tokens`.
     public var promptLength: Int
+    /// The sampled ids.
+    public var response: ArraySlice<Int> { tokens[promptLength...] }
 }
 
 extension TransformerModel {
-    /// Samples continuations of several prompts together with KV caches: one prefill forward
-    /// over all prompts, then one batched decode step per new token.
+    /// Samples `samplesPerPrompt` continuations of each prompt, all decoded together with KV
+    /// caches: one prefill forward over the prompts, then one batched decode step per new
+    /// token. Each prompt is prefilled once; its samples draw their first token from the same
+    /// logits and then continue on forks of its cache.
     ///
-    /// Each sequence draws from its own generator `ChorusRNG(seed: seeds[i])`, so its result
-    /// does not depend on what else is in the batch. A sequence stops at `maxTokens` or after
-    /// emitting a token in `stopTokens`.
-    public func generate(prompts: [[Int]], maxTokens: Int, params: SamplingParameters, seeds: [UInt64],
-                         stopTokens: Set<Int> = [], workspace ws: ForwardWorkspace = ForwardWorkspace()) throws -> [Generation] {
+    /// Results are prompt-major: sample j of prompt i is entry i·samplesPerPrompt + j and draws
+    /// from its own generator `ChorusRNG(seed: seeds[that entry])`, so its tokens do not depend
+    /// on what else is in the batch. A sequence stops at `maxTokens` or after emitting a token
+    /// in `stopTokens`.
+    public func generate(prompts: [[Int]], samplesPerPrompt: Int = 1, maxTokens: Int, params: SamplingParameters,
+                         seeds: [UInt64], stopTokens: Set<Int> = [],
+                         workspace ws: ForwardWorkspace = ForwardWorkspace()) throws -> [Generation] {
         try params.validate()
-        precondition(seeds.count == prompts.count)
+        let G = samplesPerPrompt
+        precondition(G >= 1 && seeds.count == prompts.count * G, "one seed per sample")
         let V = config.vocabSize
         var rngs = seeds.map { ChorusRNG(seed: $0) }
-        var gens = prompts.map { Generation(tokens: $0, logprobs: [], promptLength: $0.count) }
+        var gens = prompts.flatMap { p in (0..<G).map { _ in Generation(tokens: p, logprobs: [], samplingLogprobs: [], promptLength: p.count) } }
         if maxTokens <= 0 { return gens }
-        let caches = prompts.map { KVCache(config: config, capacity: $0.count + maxTokens) }
+        let promptCaches = prompts.map { KVCache(config: config, capacity: $0.count + maxTokens) }
         let scratch = makeHeadScratch()
         let work = Tensor(shape: [V])
         var order = [Int32](repeating: 0, count: V)
-        var active = Array(prompts.indices)
-        var segments = zip(prompts, caches).map { Segment(tokens: $0.0, cache: $0.1) }
+        // Prefill: the last row of each prompt predicts the first token of all its samples.
+        var hidden = try forwardHidden(zip(prompts, promptCaches).map { PackedSequence(tokens: $0.0, cache: $0.1) }, workspace: ws)
+        var rows: [Int] = [], r = 0
+        for p in prompts { r += p.count; rows.append(r - 1) }
+        var sources = (0..<prompts.count).map { [Int](($0 * G)..<($0 * G + G)) }   // samples fed by each head row
+        var caches = [KVCache?](repeating: nil, count: gens.count)
         for _ in 0..<maxTokens {
-            if active.isEmpty { break }
-            let hidden = try forwardHidden(segments, workspace: ws)
-            // The last row of each segment predicts its next token.
-            var rows: [Int] = [], r = 0
-            for s in segments { r += s.tokens.count; rows.append(r - 1) }
-            var next: [Int] = []
+            var next: [(sample: Int, token: Int)] = []
             order.withUnsafeMutableBufferPointer { ob in
                 headChunks(hidden: hidden, rows: rows, scratch: scratch) { s0, m, logits, _ in
                     for i in 0..<m {
-                        let seq = active[s0 + i]
                         let row = logits + i * V
-                        let tok = sampleToken(logits: row, vocab: V, params: params, rng: &rngs[seq],
-                                              work: work.data, order: ob.baseAddress!)
-                        let st = rowStats(row, count: V)
-                        gens[seq].tokens.append(tok)
-                        gens[seq].logprobs.append(row[tok] - st.logSumExp)
-                        next.append(tok)
+                        let lse = rowStats(row, count: V).logSumExp
+                        for sample in sources[s0 + i] {
+                            let tok = sampleToken(logits: row, vocab: V, params: params, rng: &rngs[sample],
+                                                  work: work.data, order: ob.baseAddress!)
+                            gens[sample].tokens.append(tok.id)
+                            gens[sample].logprobs.append(row[tok.id] - lse)
+                            gens[sample].samplingLogprobs.append(tok.logprob)
+                            next.append((sample, tok.id))
+                        }
                     }
                 }
             }
-            var nextActive: [Int] = [], nextSegments: [Segment] = []
-            for (i, seq) in active.enumerated() where !stopTokens.contains(next[i]) && gens[seq].logprobs.count < maxTokens {
-                nextActive.append(seq)
-                nextSegments.append(Segment(tokens: [next[i]], cache: caches[seq]))
+            // Samples still running continue on their own cache: the first sample of a prompt
+            // keeps the prompt's cache, the others get forks of it.
+            var batch: [PackedSequence] = []
+            sources = []
+            for (sample, token) in next where !stopTokens.contains(token) && gens[sample].response.count < maxTokens {
+                if caches[sample] == nil {
+                    let pc = promptCaches[sample / G]
+                    caches[sample] = sample % G == G - 1 ? pc : pc.fork(capacity: pc.capacity)
+                }
+                batch.append(PackedSequence(tokens: [token], cache: caches[sample]))
+                sources.append([sample])
             }
-            active = nextActive
-            segments = nextSegments
+            if batch.isEmpty { break }
+            hidden = try forwardHidden(batch, workspace: ws)
+            rows = Array(0..<batch.count)
         }
         return gens
     }

@@ -44,7 +44,7 @@ extension TransformerModel {
         while s < rows.count {
             let m = min(chunk, rows.count - s)
             for i in 0..<m { (gathered + i * C).update(from: hidden + rows[s + i] * C, count: C) }
-            gemm(.none, .transpose, m: m, n: V, k: C, a: gathered, lda: C, b: p(layout.lmHead), ldb: C, c: logits, ldc: V)
+            gemm(.none, .transpose, m: m, n: V, k: C, a: gathered, lda: C, b: parameter(layout.lmHead), ldb: C, c: logits, ldc: V)
             body(s, m, logits, gathered)
             s += m
         }
@@ -99,7 +99,7 @@ extension TransformerModel {
     public func scoreSequence(_ tokens: [Int], topK: Int = 0, from first: Int = 1,
                               workspace: ForwardWorkspace = ForwardWorkspace()) throws -> [PositionScore?] {
         if tokens.isEmpty { throw ModelError.emptyInput("no tokens") }
-        let hidden = try forwardHidden([Segment(tokens: tokens)], workspace: workspace)
+        let hidden = try forwardHidden([PackedSequence(tokens: tokens)], workspace: workspace)
         let first = max(1, first)
         if first >= tokens.count { return [PositionScore?](repeating: nil, count: tokens.count) }
         let rows = Array((first - 1)..<(tokens.count - 1))

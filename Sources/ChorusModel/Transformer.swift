@@ -46,14 +46,14 @@ public final class TransformerModel: @unchecked Sendable {
         if let bos { config.bosTokenId = bos }
     }
 
-    /// Pointer to the parameter at a flat offset.
-    @inline(__always) public func p(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters.data + offset }
+    /// Pointer to the parameter tensor at a flat offset of `parameters` (a `ParameterLayout` offset).
+    @inline(__always) public func parameter(_ offset: Int) -> UnsafeMutablePointer<Float> { parameters.data + offset }
 
     /// HF-style initialisation: linear and embedding weights N(0, std²), norms 1, biases 0.
     public func initializeRandom(seed: UInt64, std: Float = 0.02) {
         var rng = ChorusRNG(seed: seed)
         for e in layout.entries {
-            let ptr = p(e.offset)
+            let ptr = parameter(e.offset)
             if e.name.hasSuffix("norm.weight") || e.name.hasSuffix("layernorm.weight") {
                 ptr.update(repeating: 1, count: e.count)
             } else if e.name.hasSuffix(".bias") {
@@ -83,11 +83,11 @@ public final class TransformerModel: @unchecked Sendable {
     }
 }
 
-/// One sequence (or a continuation of one) in a forward batch.
+/// One sequence (or a continuation of one) in a packed forward batch.
 ///
-/// Without a cache the segment is a whole sequence starting at position 0. With a cache the
-/// tokens continue it at position `cache.length`; their keys and values are appended.
-public struct Segment {
+/// Without a cache the tokens are a whole sequence starting at position 0. With a cache they
+/// continue it at position `cache.length`; their keys and values are appended.
+public struct PackedSequence {
     /// The new token ids.
     public var tokens: [Int]
     /// The sequence's KV cache, or nil for a stateless full forward.
@@ -103,16 +103,13 @@ public struct Segment {
 /// never shrunk), so repeated calls allocate nothing.
 public final class ForwardWorkspace {
     private(set) var capacity = 0
-    private(set) var scratchCapacity = 0
     var x: Tensor, h: Tensor, qkv: Tensor, att: Tensor, gu: Tensor, act: Tensor
     var positions: [Int32] = []
-    var scores: Tensor
-    /// Rows of query processed per attention block (bounds the scores scratch).
-    static let queryBlock = 64
+    var attentionScratch: Tensor
 
     /// An empty workspace; buffers grow on first use.
     public init() {
-        x = Tensor(shape: [0]); h = x; qkv = x; att = x; gu = x; act = x; scores = x
+        x = Tensor(shape: [0]); h = x; qkv = x; att = x; gu = x; act = x; attentionScratch = x
     }
 
     func ensure(tokens n: Int, config c: ModelConfig) {
@@ -129,17 +126,32 @@ public final class ForwardWorkspace {
         if positions.count < n { positions = [Int32](repeating: 0, count: n) }
     }
 
-    func ensureScratch(maxKV: Int) {
-        let need = Parallel.threads * ForwardWorkspace.queryBlock * maxKV
-        if need > scratchCapacity {
-            scores = Tensor(shape: [max(need, scratchCapacity * 3 / 2)])
-            scratchCapacity = scores.count
-        }
+    /// The inference block buffers: every intermediate aliases one workspace buffer and
+    /// nothing is saved.
+    func blockBuffers() -> BlockBuffers {
+        BlockBuffers(h1: h.data, qkvRaw: qkv.data, qkv: qkv.data, att: att.data, h2: h.data, gu: gu.data, act: act.data)
     }
 }
 
-/// The location of one segment inside the packed token rows of a forward batch.
-struct SegmentRows {
+/// Grows `t` to at least `n` floats (by half again, so repeated growth is amortised).
+func grow(_ t: inout Tensor, to n: Int) {
+    if t.capacity < n { t = Tensor(shape: [max(n, t.capacity * 3 / 2)]) }
+}
+
+/// Where one transformer block writes its intermediates. Inference aliases them onto one
+/// workspace and saves nothing; training points them into the tape's storage for the layer
+/// and asks for the statistics (reciprocal RMS, attention log-partitions) and residual copies
+/// the backward pass needs.
+struct BlockBuffers {
+    var h1, qkvRaw, qkv, att, h2, gu, act: UnsafeMutablePointer<Float>
+    /// Copies of the residual stream entering the block and after the attention branch.
+    var xIn: UnsafeMutablePointer<Float>? = nil, xMid: UnsafeMutablePointer<Float>? = nil
+    var rstd1: UnsafeMutablePointer<Float>? = nil, rstd2: UnsafeMutablePointer<Float>? = nil
+    var qkRstd: UnsafeMutablePointer<Float>? = nil, attentionLSE: UnsafeMutablePointer<Float>? = nil
+}
+
+/// The location of one sequence inside the packed token rows of a forward batch.
+struct SequenceRows {
     var row: Int        // first packed row
     var count: Int      // new tokens
     var start: Int      // absolute position of the first new token
@@ -147,160 +159,120 @@ struct SegmentRows {
 }
 
 extension TransformerModel {
-    /// Runs the transformer body over a batch of segments packed row after row.
+    /// Runs the transformer body over a batch of sequences packed row after row.
     ///
     /// Returns the final-normed hidden states, (N, C) for N = total new tokens, valid until
-    /// the workspace is used again. Caches in the segments are extended by their tokens.
-    public func forwardHidden(_ segments: [Segment], workspace ws: ForwardWorkspace) throws -> UnsafeMutablePointer<Float> {
+    /// the workspace is used again. Caches in the sequences are extended by their tokens.
+    public func forwardHidden(_ sequences: [PackedSequence], workspace ws: ForwardWorkspace) throws -> UnsafeMutablePointer<Float> {
         let c = config
-        var rows: [SegmentRows] = []
-        rows.reserveCapacity(segments.count)
+        let (rows, n) = try packRows(sequences)
+        ws.ensure(tokens: n, config: c)
+        for (si, s) in sequences.enumerated() {
+            for i in s.tokens.indices { ws.positions[rows[si].row + i] = Int32(rows[si].start + i) }
+        }
+        embed(sequences.lazy.map(\.tokens), into: ws.x.data)
+        let buffers = ws.blockBuffers()
+        for l in 0..<c.numLayers {
+            blockForward(layer: l, x: ws.x.data, rows: rows, n: n, positions: ws.positions, buffers: buffers,
+                         attentionScratch: &ws.attentionScratch)
+        }
+        rmsNormForward(ws.h.data, nil, ws.x.data, parameter(layout.finalNorm), rows: n, cols: c.hiddenSize, eps: c.rmsNormEps)
+        for r in rows { r.cache?.length = r.start + r.count }
+        return ws.h.data
+    }
+
+    /// Validates a batch and lays its sequences out row after row; returns the rows of each and
+    /// the total N.
+    func packRows(_ sequences: [PackedSequence]) throws -> ([SequenceRows], Int) {
+        var rows: [SequenceRows] = []
+        rows.reserveCapacity(sequences.count)
         var n = 0, maxKV = 0
-        for s in segments {
-            if s.tokens.isEmpty { throw ModelError.emptyInput("a segment has no tokens") }
+        for s in sequences {
+            if s.tokens.isEmpty { throw ModelError.emptyInput("a sequence has no tokens") }
             try checkTokens(s.tokens)
             let start = s.cache?.length ?? 0
             if let kv = s.cache, start + s.tokens.count > kv.capacity {
                 throw ModelError.cacheFull(capacity: kv.capacity, needed: start + s.tokens.count)
             }
-            rows.append(SegmentRows(row: n, count: s.tokens.count, start: start, cache: s.cache))
+            rows.append(SequenceRows(row: n, count: s.tokens.count, start: start, cache: s.cache))
             n += s.tokens.count
             maxKV = max(maxKV, start + s.tokens.count)
         }
-        ws.ensure(tokens: n, config: c)
-        ws.ensureScratch(maxKV: maxKV)
         rope.ensure(maxKV)
+        return (rows, n)
+    }
 
-        let C = c.hiddenSize
-        let x = ws.x.data, h = ws.h.data
-        // Embedding lookup: x[r] = E[token].
-        let E = p(layout.embed)
-        for (si, s) in segments.enumerated() {
-            let r0 = rows[si].row
-            for (i, t) in s.tokens.enumerated() {
-                (x + (r0 + i) * C).update(from: E + t * C, count: C)
-                ws.positions[r0 + i] = Int32(rows[si].start + i)
+    /// Embedding lookup: x[r] = E[token r] for the tokens of all sequences, packed. x is (N, C).
+    func embed<S: Sequence>(_ sequences: S, into x: UnsafeMutablePointer<Float>) where S.Element == [Int] {
+        let C = config.hiddenSize, E = parameter(layout.embed)
+        var r = 0
+        for s in sequences {
+            for t in s { (x + r * C).update(from: E + t * C, count: C); r += 1 }
+        }
+    }
+
+    /// One transformer block over the packed rows (mirrors HF LlamaDecoderLayer /
+    /// Qwen3DecoderLayer), updating the residual stream x (N, C) in place:
+    ///
+    ///     x = x + o_proj(attn(rope(qk_norm(qkv_proj(input_layernorm(x))))))
+    ///     x = x + down_proj(silu(gate_proj(h)) * up_proj(h)),  h = post_attention_layernorm(x)
+    ///
+    /// The same code serves inference, scoring and training; `buffers` decides what is kept.
+    func blockForward(layer l: Int, x: UnsafeMutablePointer<Float>, rows: [SequenceRows], n: Int, positions: [Int32],
+                      buffers b: BlockBuffers, attentionScratch: inout Tensor) {
+        let c = config, L = layout.layers[l]
+        let C = c.hiddenSize, D = c.headDim, Q = c.qkvDim, I = c.intermediateSize, A = c.attnDim
+        b.xIn?.update(from: x, count: n * C)
+        rmsNormForward(b.h1, b.rstd1, x, parameter(L.inputNorm), rows: n, cols: C, eps: c.rmsNormEps)
+        gemm(.none, .transpose, m: n, n: Q, k: C, a: b.h1, lda: C, b: parameter(L.qkv), ldb: C, c: b.qkvRaw, ldc: Q)
+        if let bias = L.qkvBias { addBiasRows(b.qkvRaw, parameter(bias), rows: n, cols: Q, ld: Q) }
+        if let qn = L.qNorm, let kn = L.kNorm {
+            qkNormForward(b.qkv, b.qkRstd, b.qkvRaw, qWeight: parameter(qn), kWeight: parameter(kn),
+                          rows: n, ld: Q, qHeads: c.numHeads, kvHeads: c.numKVHeads, headDim: D, eps: c.rmsNormEps)
+            if b.qkv != b.qkvRaw {   // the values pass through the norm untouched
+                for r in 0..<n { (b.qkv + r * Q + A + c.numKVHeads * D).update(from: b.qkvRaw + r * Q + A + c.numKVHeads * D, count: c.numKVHeads * D) }
             }
         }
-        for l in 0..<c.numLayers {
-            blockForward(layer: l, rows: rows, n: n, ws: ws)
-        }
-        rmsNormForward(h, nil, x, p(layout.finalNorm), rows: n, cols: C, eps: c.rmsNormEps)
-        for r in rows { r.cache?.length = r.start + r.count }
-        return h
-    }
-
-    /// One transformer block over the packed rows, updating the residual stream ws.x in place.
-    func blockForward(layer l: Int, rows: [SegmentRows], n: Int, ws: ForwardWorkspace) {
-        let c = config, L = layout.layers[l]
-        let C = c.hiddenSize, D = c.headDim, Q = c.qkvDim, I = c.intermediateSize
-        let x = ws.x.data, h = ws.h.data, qkv = ws.qkv.data, att = ws.att.data
-        // x = x + o_proj(attn(input_layernorm(x)))
-        rmsNormForward(h, nil, x, p(L.inputNorm), rows: n, cols: C, eps: c.rmsNormEps)
-        gemm(.none, .transpose, m: n, n: Q, k: C, a: h, lda: C, b: p(L.qkv), ldb: C, c: qkv, ldc: Q)
-        if let b = L.qkvBias { addBiasRows(qkv, p(b), rows: n, cols: Q, ld: Q) }
-        if let qn = L.qNorm, let kn = L.kNorm {
-            headRMSNorm(qkv, rstd: nil, rows: n, ld: Q, qHeads: c.numHeads, kvHeads: c.numKVHeads,
-                        headDim: D, qWeight: p(qn), kWeight: p(kn), eps: c.rmsNormEps)
-        }
-        ws.positions.withUnsafeBufferPointer { pos in
+        positions.withUnsafeBufferPointer { pos in
             // q and k heads are adjacent in a row: rotate all Hq + Hkv of them in one pass.
-            ropeForward(qkv, rows: n, ld: Q, heads: c.numHeads + c.numKVHeads, headDim: D, positions: pos.baseAddress!, table: rope)
+            ropeForward(b.qkv, rows: n, ld: Q, heads: c.numHeads + c.numKVHeads, headDim: D, positions: pos.baseAddress!, table: rope)
         }
-        attentionForward(layer: l, rows: rows, ws: ws)
-        gemm(.none, .transpose, m: n, n: C, k: c.attnDim, a: att, lda: c.attnDim, b: p(L.o), ldb: c.attnDim, beta: 1, c: x, ldc: C)
-        if let b = L.oBias { addBiasRows(x, p(b), rows: n, cols: C, ld: C) }
-        // x = x + down_proj(silu(gate_proj(h)) * up_proj(h)), h = post_attention_layernorm(x)
-        rmsNormForward(h, nil, x, p(L.postNorm), rows: n, cols: C, eps: c.rmsNormEps)
-        gemm(.none, .transpose, m: n, n: 2 * I, k: C, a: h, lda: C, b: p(L.gateUp), ldb: C, c: ws.gu.data, ldc: 2 * I)
-        swigluForward(ws.act.data, ws.gu.data, rows: n, hidden: I)
-        gemm(.none, .transpose, m: n, n: C, k: I, a: ws.act.data, lda: I, b: p(L.down), ldb: I, beta: 1, c: x, ldc: C)
+        let seqs = attentionSequences(layer: l, rows: rows, qkv: b.qkv)
+        let shape = attentionShape
+        grow(&attentionScratch, to: shape.forwardScratch(maxKeys: seqs.map { $0.start + $0.count }.max() ?? 0))
+        attentionForward(b.att, ldo: A, b.attentionLSE, q: b.qkv, ldq: Q, sequences: seqs, shape: shape,
+                         scratch: attentionScratch.data)
+        gemm(.none, .transpose, m: n, n: C, k: A, a: b.att, lda: A, b: parameter(L.o), ldb: A, beta: 1, c: x, ldc: C)
+        if let bias = L.oBias { addBiasRows(x, parameter(bias), rows: n, cols: C, ld: C) }
+        b.xMid?.update(from: x, count: n * C)
+        rmsNormForward(b.h2, b.rstd2, x, parameter(L.postNorm), rows: n, cols: C, eps: c.rmsNormEps)
+        gemm(.none, .transpose, m: n, n: 2 * I, k: C, a: b.h2, lda: C, b: parameter(L.gateUp), ldb: C, c: b.gu, ldc: 2 * I)
+        swigluForward(b.act, b.gu, rows: n, hidden: I)
+        gemm(.none, .transpose, m: n, n: C, k: I, a: b.act, lda: I, b: parameter(L.down), ldb: I, beta: 1, c: x, ldc: C)
     }
 
-    /// Causal multi-head attention with GQA over packed segments.
-    ///
-    /// Reads q (rotated) from ws.qkv; keys/values come from ws.qkv for stateless segments or
-    /// from the segment's KV cache (after appending the new rows) otherwise. Writes ws.att,
-    /// (N, Hq·D). softmax(q·kᵀ/√D) over keys at positions ≤ the query's, then ·v.
-    func attentionForward(layer l: Int, rows: [SegmentRows], ws: ForwardWorkspace) {
-        let c = config
-        let D = c.headDim, Q = c.qkvDim, A = c.attnDim, H = c.numHeads
-        let kvDim = c.numKVHeads * D
-        let qkv = ws.qkv.data, att = ws.att.data
-        // Append new keys/values to the caches first; attention then reads only from the cache.
-        for r in rows {
-            guard let kv = r.cache else { continue }
+    /// The attention geometry of the model.
+    var attentionShape: AttentionShape {
+        AttentionShape(heads: config.numHeads, kvHeads: config.numKVHeads, headDim: config.headDim)
+    }
+
+    /// Where each sequence's keys and values are for layer l: the new rows of the fused qkv
+    /// buffer for a stateless sequence, or its KV cache, into which the new rows are appended
+    /// first (attention then reads only from the cache).
+    func attentionSequences(layer l: Int, rows: [SequenceRows], qkv: UnsafeMutablePointer<Float>) -> [AttentionSequence] {
+        let c = config, Q = c.qkvDim, A = c.attnDim, kvDim = c.numKVHeads * c.headDim
+        return rows.map { r in
+            guard let kv = r.cache else {
+                let k = qkv + r.row * Q + A
+                return AttentionSequence(row: r.row, count: r.count, start: 0, keys: k, values: k + kvDim, ld: Q)
+            }
+            let keys = kv.keys(layer: l), values = kv.values(layer: l)
             for i in 0..<r.count {
                 let src = qkv + (r.row + i) * Q + A
-                (kv.keys(layer: l) + (r.start + i) * kvDim).update(from: src, count: kvDim)
-                (kv.values(layer: l) + (r.start + i) * kvDim).update(from: src + kvDim, count: kvDim)
+                (keys + (r.start + i) * kvDim).update(from: src, count: kvDim)
+                (values + (r.start + i) * kvDim).update(from: src + kvDim, count: kvDim)
             }
-        }
-        let blk = ForwardWorkspace.queryBlock
-        let maxKV = rows.map { $0.start + $0.count }.max() ?? 0
-        let scale = 1 / Float(D).squareRoot()
-        let scratch = ws.scores.data
-        let items = rows.count * H
-        let workers = max(1, min(Parallel.threads, items))
-        let body = { (w: Int) in
-            let S = scratch + w * blk * maxKV
-            var item = items * w / workers
-            let end = items * (w + 1) / workers
-            while item < end {
-                let r = rows[item / H], head = item % H, kvh = head / c.kvMul
-                item += 1
-                let kBase: UnsafePointer<Float>, vBase: UnsafePointer<Float>, ldkv: Int
-                if let kv = r.cache {
-                    kBase = UnsafePointer(kv.keys(layer: l) + kvh * D)
-                    vBase = UnsafePointer(kv.values(layer: l) + kvh * D)
-                    ldkv = kvDim
-                } else {
-                    kBase = UnsafePointer(qkv + r.row * Q + A + kvh * D)
-                    vBase = UnsafePointer(qkv + r.row * Q + A + kvDim + kvh * D)
-                    ldkv = Q
-                }
-                var i0 = 0
-                while i0 < r.count {
-                    let m = min(blk, r.count - i0)
-                    let nkv = r.start + i0 + m   // keys visible to the last query of the block
-                    gemm(.none, .transpose, m: m, n: nkv, k: D, alpha: scale,
-                         a: qkv + (r.row + i0) * Q + head * D, lda: Q, b: kBase, ldb: ldkv, c: S, ldc: nkv, parallel: false)
-                    for i in 0..<m {
-                        let valid = r.start + i0 + i + 1
-                        softmaxRowInPlace(S + i * nkv, count: valid)
-                        if valid < nkv { (S + i * nkv + valid).update(repeating: 0, count: nkv - valid) }
-                    }
-                    gemm(.none, .none, m: m, n: D, k: nkv, a: S, lda: nkv, b: vBase, ldb: ldkv,
-                         c: att + (r.row + i0) * A + head * D, ldc: A, parallel: false)
-                    i0 += m
-                }
-            }
-        }
-        if workers == 1 {
-            body(0)
-        } else {
-            DispatchQueue.concurrentPerform(iterations: workers, execute: body)
-        }
-    }
-
-    /// Qwen3 q_norm / k_norm in place: RMSNorm over each of the Hq query heads (q_norm weight)
-    /// and Hkv key heads (k_norm weight) at the front of every row of x (row stride ld). The
-    /// training pass saves each head's reciprocal RMS in rstd, (N, Hq+Hkv); inference passes nil.
-    func headRMSNorm(_ x: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?, rows n: Int, ld: Int,
-                     qHeads: Int, kvHeads: Int, headDim d: Int, qWeight: UnsafePointer<Float>,
-                     kWeight: UnsafePointer<Float>, eps: Float) {
-        let heads = qHeads + kvHeads
-        parallelFor(n, costPerItem: heads * d * 3) { a, b in
-            for r in a..<b {
-                for h in 0..<heads {
-                    let v = x + r * ld + h * d, w = h < qHeads ? qWeight : kWeight
-                    var ss: Float = 0
-                    for j in 0..<d { ss += v[j] * v[j] }
-                    let s = 1 / (ss / Float(d) + eps).squareRoot()
-                    rstd?[r * heads + h] = s
-                    for j in 0..<d { v[j] = v[j] * s * w[j] }
-                }
-            }
+            return AttentionSequence(row: r.row, count: r.count, start: r.start, keys: keys, values: values, ld: kvDim)
         }
     }
 }

@@ -22,11 +22,11 @@ extension TransformerModel {
         for e in m.layout.entries {
             guard let old = layout.entry(named: e.name) else { preconditionFailure("no \(e.name) in source layout") }
             if e.name == "model.embed_tokens.weight" || e.name == "lm_head.weight" {
-                m.p(e.offset).update(from: p(old.offset), count: V * C)
-                let mean = TransformerModel.meanRow(p(old.offset), rows: V, cols: C)
-                for r in V..<(V + count) { (m.p(e.offset) + r * C).update(from: mean, count: C) }
+                m.parameter(e.offset).update(from: parameter(old.offset), count: V * C)
+                let mean = TransformerModel.meanRow(parameter(old.offset), rows: V, cols: C)
+                for r in V..<(V + count) { (m.parameter(e.offset) + r * C).update(from: mean, count: C) }
             } else {
-                m.p(e.offset).update(from: p(old.offset), count: e.count)
+                m.parameter(e.offset).update(from: parameter(old.offset), count: e.count)
             }
         }
         return m
@@ -43,10 +43,10 @@ extension TransformerModel {
         if !config.tieWordEmbeddings { mats.append(layout.lmHead) }
         for base in mats {
             var mean = [Float](repeating: 0, count: C)
-            for r in keep { for j in 0..<C { mean[j] += p(base)[r * C + j] } }
+            for r in keep { for j in 0..<C { mean[j] += parameter(base)[r * C + j] } }
             let inv = 1 / Float(max(1, keep.count))
             for j in 0..<C { mean[j] *= inv }
-            for r in chosen { (p(base) + r * C).update(from: mean, count: C) }
+            for r in chosen { (parameter(base) + r * C).update(from: mean, count: C) }
         }
     }
 

@@ -38,7 +38,7 @@ public final class ContextScorer {
 
         if sharePrefix {
             let cache = KVCache(config: model.config, capacity: P)
-            let h = try model.forwardHidden([Segment(tokens: prefix, cache: cache)], workspace: workspace)
+            let h = try model.forwardHidden([PackedSequence(tokens: prefix, cache: cache)], workspace: workspace)
             let last = Array(UnsafeBufferPointer(start: h + (P - 1) * C, count: C))
             for (r, n) in lengths.enumerated() where n > 0 {
                 (hidden.data + offsets[r] * C).update(from: last, count: C)
@@ -49,7 +49,7 @@ public final class ContextScorer {
             func flush() throws {
                 if batch.isEmpty { return }
                 let segs = batch.map { r in
-                    Segment(tokens: Array(continuations[r][0..<(lengths[r] - 1)]), cache: cache.fork(capacity: P + lengths[r] - 1))
+                    PackedSequence(tokens: Array(continuations[r][0..<(lengths[r] - 1)]), cache: cache.fork(capacity: P + lengths[r] - 1))
                 }
                 let h = try model.forwardHidden(segs, workspace: workspace)
                 var row = 0
@@ -71,7 +71,7 @@ public final class ContextScorer {
         } else {
             for r in continuations.indices where lengths[r] > 0 {
                 let ctx = prefix + continuations[r][0..<(lengths[r] - 1)]
-                let h = try model.forwardHidden([Segment(tokens: ctx)], workspace: workspace)
+                let h = try model.forwardHidden([PackedSequence(tokens: ctx)], workspace: workspace)
                 (hidden.data + offsets[r] * C).update(from: h + (P - 1) * C, count: lengths[r] * C)
             }
         }

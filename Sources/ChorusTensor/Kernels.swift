@@ -79,6 +79,23 @@ public func rmsNormForward(
     }
 }
 
+/// Qwen3's q_norm / k_norm: RMSNorm over each head of a fused projection row.
+///
+/// inp and out are (N, ld) with `qHeads` query heads then `kvHeads` key heads of dimension d
+/// at the front of each row (what follows, the values, is not touched); query heads use
+/// qWeight (d), key heads kWeight (d). rstd, when given, receives (qHeads + kvHeads, N): head
+/// h's reciprocal RMS of row r at h·N + r. out may alias inp (in place).
+public func qkNormForward(
+    _ out: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>?, _ inp: UnsafePointer<Float>,
+    qWeight: UnsafePointer<Float>, kWeight: UnsafePointer<Float>,
+    rows n: Int, ld: Int, qHeads: Int, kvHeads: Int, headDim d: Int, eps: Float
+) {
+    for h in 0..<(qHeads + kvHeads) {
+        rmsNormForward(out + h * d, rstd.map { $0 + h * n }, inp + h * d, h < qHeads ? qWeight : kWeight,
+                       rows: n, cols: d, eps: eps, ldIn: ld, ldOut: ld)
+    }
+}
+
 // MARK: - Softmax family
 
 /// Per-row statistics of a log-softmax: the max, log of the partition sum and the entropy.
@@ -126,9 +143,10 @@ public func logSoftmaxInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, cols 
     }
 }
 
-/// In-place softmax of one row of length n: x <- exp(x - max) / Σ.
-@inline(__always)
-public func softmaxRowInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+/// In-place softmax of one row of length n: x <- exp(x - max) / Σ. Returns log Σ exp(x), the
+/// row's log-partition (attention keeps it so its backward pass can recompute the row).
+@inline(__always) @discardableResult
+public func softmaxRowInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) -> Float {
     var mv = FloatVec(repeating: -.infinity)
     var j = 0
     while j + 8 <= n { let v = loadVec(x + j); mv.replace(with: v, where: v .> mv); j += 8 }
@@ -143,6 +161,26 @@ public func softmaxRowInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
     j = 0
     while j + 8 <= n { storeVec(loadVec(x + j) * inv, x + j); j += 8 }
     while j < n { x[j] *= inv; j += 1 }
+    return m + Foundation.log(s)
+}
+
+/// x <- exp(x − shift) over one row of length n (probabilities from a saved log-partition).
+@inline(__always)
+public func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int, shift: Float) {
+    var j = 0
+    while j + 8 <= n { storeVec(vexp(loadVec(x + j) - shift), x + j); j += 8 }
+    while j < n { x[j] = sexp(x[j] - shift); j += 1 }
+}
+
+/// Σ a_i·b_i over n elements.
+@inline(__always)
+public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {
+    var acc = FloatVec()
+    var j = 0
+    while j + 8 <= n { acc += loadVec(a + j) * loadVec(b + j); j += 8 }
+    var s = acc.sum()
+    while j < n { s += a[j] * b[j]; j += 1 }
+    return s
 }
 
 /// In-place softmax over rows (row stride ld).

@@ -47,6 +47,22 @@ public func rmsNormBackward(
     for w in 0..<workers { addInPlace(dweight, partials + w * c, count: c) }
 }
 
+/// Backward of `qkNormForward`: the RMSNorm backward per head. dinp (N, ld) accumulates into
+/// the q and k columns only; the two weight gradients accumulate. partials: scratch of
+/// `Parallel.threads`·d floats.
+public func qkNormBackward(
+    _ dinp: UnsafeMutablePointer<Float>, dqWeight: UnsafeMutablePointer<Float>, dkWeight: UnsafeMutablePointer<Float>,
+    _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>,
+    qWeight: UnsafePointer<Float>, kWeight: UnsafePointer<Float>,
+    rows n: Int, ld: Int, qHeads: Int, kvHeads: Int, headDim d: Int, partials: UnsafeMutablePointer<Float>
+) {
+    for h in 0..<(qHeads + kvHeads) {
+        let q = h < qHeads
+        rmsNormBackward(dinp + h * d, q ? dqWeight : dkWeight, dout + h * d, inp + h * d, q ? qWeight : kWeight,
+                        rstd + h * n, rows: n, cols: d, ldIn: ld, ldOut: ld, partials: partials)
+    }
+}
+
 /// SwiGLU backward: a = silu(g)·u  ⇒  du = da·silu(g),  dg = da·u·σ(g)·(1 + g·(1 − σ(g))).
 ///
 /// dgu and gu are (N, 2I) (gate columns first); dact is (N, I). dgu is *assigned* (it is a

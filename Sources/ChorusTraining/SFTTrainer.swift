@@ -3,13 +3,8 @@ import ChorusTensor
 import ChorusTokenizer
 import Foundation
 
-/// One tokenized supervised example: loss on the completion tokens only.
-public struct SFTExample: Equatable {
-    /// Prompt ids followed by completion ids.
-    public var tokens: [Int]
-    /// Number of prompt ids at the front.
-    public var promptLength: Int
-}
+/// One tokenized supervised example: the loss is on the completion (the response) only.
+public typealias SFTExample = TrainingSequence
 
 /// A `chorus sft` run file:
 ///
@@ -111,8 +106,10 @@ public func loadSFTExamples(files: [URL], tokenizer: Tokenizer, maxLength: Int, 
             if let e = eos { ci.append(e) }
             var toks = pi + ci
             if toks.count > maxLength { toks = Array(toks.prefix(maxLength)) }
-            if toks.count <= pi.count || toks.count < 2 || pi.isEmpty && toks.count < 2 { dropped += 1; continue }
-            out.append(SFTExample(tokens: toks, promptLength: pi.count))
+            // The first token has no prefix to be predicted from: with an empty prompt it is context.
+            let context = max(1, pi.count)
+            if toks.count <= context { dropped += 1; continue }
+            out.append(SFTExample(tokens: toks, promptLength: context))
         }
     }
     if out.isEmpty { throw DataError.empty(files.map(\.path).joined(separator: ", ")) }
@@ -143,26 +140,27 @@ public struct EpochOrder {
 }
 
 /// Supervised fine-tuning: cross-entropy on completion tokens, AdamW, gradient accumulation,
-/// exact resume from run checkpoints.
+/// exact resume from run checkpoints (the loop itself is `OptimizationLoop`).
 public final class SFTTrainer {
     public let config: SFTConfig
     public let model: TransformerModel
     public let tokenizer: Tokenizer
-    public let tokenizerJSON: Data
     public let examples: [SFTExample]
-    public let run: RunDirectory
-    let optimizer: AdamW
-    var state: TrainerState
+    /// Steps, checkpoints, metrics and stop requests.
+    public let loop: OptimizationLoop
     /// Print progress to stderr.
-    public var showProgress = true
+    public var showProgress: Bool { get { loop.showProgress } set { loop.showProgress = newValue } }
     /// Stop (as if killed) after this many steps of this process; for tests and `--max-steps`.
-    public var stopAfter: Int?
+    public var stopAfter: Int? { get { loop.stopAfter } set { loop.stopAfter = newValue } }
+    public var run: RunDirectory { loop.run }
+    /// The permutation of examples for the current epoch (cached across steps).
+    private var order: EpochOrder
 
     /// Prepares a run: tokenizer, data, model (fresh, from a checkpoint, or resumed).
     public init(config: SFTConfig, resume: URL? = nil) throws {
         self.config = config
         Parallel.configure(threads: config.opt.threads)
-        tokenizerJSON = try Data(contentsOf: config.tokenizer)
+        let tokenizerJSON = try Data(contentsOf: config.tokenizer)
         tokenizer = try config.loadedTokenizer ?? Tokenizer(contentsOf: config.tokenizer)
         var eosId: Int?
         if let e = config.eos {
@@ -182,92 +180,45 @@ public final class SFTTrainer {
             throw ConfigFileError(config.tokenizer.path, "tokenizer has \(tokenizer.vocabSize) tokens but the model's vocab_size is \(model.config.vocabSize)")
         }
         for ex in examples { try model.checkTokens(ex.tokens) }
-        optimizer = AdamW(model: model, config: config.opt.adam)
-        state = TrainerState(step: 0, rng: ChorusRNG(seed: config.opt.seed), seed: config.opt.seed)
-        let dir = resume ?? config.outputDir
-        run = try RunDirectory(url: dir)
-        if resume != nil {
-            try run.recordConfig(text: config.text, settings: [:], resuming: true)
-            if let ck = run.latestCheckpoint() {
-                state = try run.loadCheckpoint(ck, model: model, optimizer: optimizer)
-            }
-            try run.truncateMetrics(after: state.step)
-        } else {
-            if run.latestCheckpoint() != nil { throw RunError.exists(dir.path) }
-            try? FileManager.default.removeItem(at: run.metricsURL)
-            try run.recordConfig(text: config.text, settings: [
-                "kind": "sft", "seed": Int(config.opt.seed), "threads": Parallel.threads,
-                "parameters": model.config.parameterCount, "examples": examples.count,
-                "started": ISO8601DateFormatter().string(from: Date()),
-            ], resuming: false)
-        }
+        order = EpochOrder(count: examples.count, seed: config.opt.seed)
+        loop = try OptimizationLoop(model: model, options: config.opt, directory: resume ?? config.outputDir, resume: resume != nil,
+                                    runFileText: config.text, settings: ["kind": "sft", "examples": examples.count],
+                                    tokenizerJSON: tokenizerJSON, keepCheckpoints: config.keepCheckpoints)
     }
 
     /// The step the run will continue from.
-    public var step: Int { state.step }
+    public var step: Int { loop.state.step }
+
+    /// The examples of 0-based step `step`: a pure function of (seed, step), so resuming needs
+    /// no data-loader state.
+    public func batch(step: Int) -> [SFTExample] {
+        return (0..<config.opt.batchSize).map { examples[order.index(step * config.opt.batchSize + $0)] }
+    }
+
+    /// The cross-entropy weights of a batch, per completion token: 1/N each, N the batch's
+    /// completion tokens (EOS included when configured), so the loss is the mean token NLL.
+    public static func lossWeights(_ batch: [SFTExample]) -> [[Float]] {
+        let n = batch.reduce(0) { $0 + $1.responseLength }
+        return batch.map { [Float](repeating: 1 / Float(n), count: $0.responseLength) }
+    }
 
     /// Runs the remaining steps; returns the final model directory (nil if stopped early).
     @discardableResult
     public func train() throws -> URL? {
-        let o = config.opt
-        var order = EpochOrder(count: examples.count, seed: o.seed)
-        let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
-        StopSignal.install()
-        defer { StopSignal.uninstall() }
-        let progress = ProgressReporter(total: o.steps, startStep: state.step)
-        progress.enabled = showProgress
-        var doneHere = 0
-        while state.step < o.steps {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let batch = (0..<o.batchSize).map { examples[order.index(state.step * o.batchSize + $0)] }
-            let targets = batch.reduce(0) { $0 + $1.tokens.count - $1.promptLength }
-            let w = 1 / Float(targets)
-            grads.zero()
+        let micro = config.opt.microBatch
+        let tape = TrainingTape()
+        return try loop.train { state in
+            let batch = self.batch(step: state.step)
+            let weights = SFTTrainer.lossWeights(batch)
             var loss = 0.0, tokens = 0
-            for mb in stride(from: 0, to: batch.count, by: o.microBatch) {
-                let part = Array(batch[mb..<min(batch.count, mb + o.microBatch)])
-                var weights: [Float] = []
-                for ex in part {
-                    // Row r predicts token r+1: weighted when that token is in the completion.
-                    for r in 0..<ex.tokens.count { weights.append(r + 1 >= ex.promptLength && r + 1 < ex.tokens.count ? w : 0) }
-                    tokens += ex.tokens.count
-                }
-                _ = try model.trainingForward(part.map(\.tokens), tape: tape)
-                loss += model.trainingBackward(weights: weights, tape: tape, grads: grads)
+            for mb in stride(from: 0, to: batch.count, by: micro) {
+                let part = Array(mb..<min(batch.count, mb + micro))
+                _ = try model.trainingForward(part.map { batch[$0] }, tape: tape)
+                loss += model.trainingBackward(TokenObjective(weights: part.map { weights[$0] }), tape: tape, grads: loop.grads)
+                tokens += part.reduce(0) { $0 + batch[$1].tokens.count }
             }
-            let norm = clipGradientNorm(grads, maxNorm: o.gradClip)
-            let lr = o.schedule.rate(step: state.step, total: o.steps, peak: o.lr)
-            optimizer.update(parameters: model.parameters, gradients: grads, lr: Float(lr))
-            state.step += 1
-            state.counters["tokens", default: 0] += Double(tokens)
-            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            if state.step % o.logEvery == 0 || state.step == o.steps {
-                run.appendMetrics(JSONLine([
-                    ("step", .int(state.step)), ("progress", .double(Double(state.step) / Double(o.steps))),
-                    ("loss", .double(loss)), ("lr", .double(lr)), ("grad_norm", .double(norm)),
-                    ("tokens", .int(tokens)), ("tokens_per_s", .double(Double(tokens) / dt)), ("step_seconds", .double(dt)),
-                ]).text)
-            }
-            progress.update(step: state.step, fields: [("loss", String(format: "%.4f", loss))], tokensPerSecond: Double(tokens) / dt)
-            if state.step % o.checkpointEvery == 0 || state.step == o.steps {
-                run.syncMetrics()
-                try run.saveCheckpoint(step: state.step, model: model, tokenizerJSON: tokenizerJSON, optimizer: optimizer,
-                                       state: state, keep: config.keepCheckpoints)
-            }
-            doneHere += 1
-            let interrupted = StopSignal.requested
-            if (stopAfter.map { doneHere >= $0 } ?? false || interrupted) && state.step < o.steps {
-                // A requested stop (--max-steps, Ctrl-C, SIGTERM) keeps all finished steps.
-                if state.step % o.checkpointEvery != 0 {
-                    run.syncMetrics()
-                    try run.saveCheckpoint(step: state.step, model: model, tokenizerJSON: tokenizerJSON, optimizer: optimizer,
-                                           state: state, keep: config.keepCheckpoints)
-                }
-                if interrupted { FileHandle.standardError.write(Data("\nstopped at step \(state.step); continue with --resume \(run.url.path)\n".utf8)) }
-                return nil
-            }
+            return StepReport(loss: loss, tokens: tokens)
         }
-        return try run.saveFinal(model: model, tokenizerJSON: tokenizerJSON)
     }
 }
 

@@ -9,7 +9,7 @@ import XCTest
 final class ParityTests: XCTestCase {
     func fullLogProbs(_ model: TransformerModel, _ tokens: [Int]) throws -> [Float] {
         let ws = ForwardWorkspace()
-        let h = try model.forwardHidden([Segment(tokens: tokens)], workspace: ws)
+        let h = try model.forwardHidden([PackedSequence(tokens: tokens)], workspace: ws)
         return model.logProbabilities(hidden: h, rows: Array(0..<tokens.count), scratch: model.makeHeadScratch()).array
     }
 
@@ -41,7 +41,7 @@ final class ParityTests: XCTestCase {
         let model = try TransformerModel.load(directory: Fixtures.model("qwen3_untied_bf16_sharded"))
         let cases = try Fixtures.expected("qwen3_untied_bf16_sharded")
         let ws = ForwardWorkspace()
-        let h = try model.forwardHidden(cases.map { Segment(tokens: $0.0) }, workspace: ws)
+        let h = try model.forwardHidden(cases.map { PackedSequence(tokens: $0.0) }, workspace: ws)
         let total = cases.reduce(0) { $0 + $1.0.count }
         let all = model.logProbabilities(hidden: h, rows: Array(0..<total), scratch: model.makeHeadScratch()).array
         var off = 0
@@ -63,10 +63,10 @@ final class ParityTests: XCTestCase {
             let ws = ForwardWorkspace(), scratch = model.makeHeadScratch()
             var got: [Float] = []
             let prefill = 5
-            var h = try model.forwardHidden([Segment(tokens: Array(tokens[..<prefill]), cache: cache)], workspace: ws)
+            var h = try model.forwardHidden([PackedSequence(tokens: Array(tokens[..<prefill]), cache: cache)], workspace: ws)
             got += model.logProbabilities(hidden: h, rows: Array(0..<prefill), scratch: scratch).array
             for t in prefill..<tokens.count {
-                h = try model.forwardHidden([Segment(tokens: [tokens[t]], cache: cache)], workspace: ws)
+                h = try model.forwardHidden([PackedSequence(tokens: [tokens[t]], cache: cache)], workspace: ws)
                 got += model.logProbabilities(hidden: h, rows: [0], scratch: scratch).array
             }
             XCTAssertEqual(cache.length, tokens.count)

@@ -6,7 +6,7 @@ import XCTest
 final class SamplerTests: XCTestCase {
     func draw(_ logits: [Float], _ p: SamplingParameters, _ rng: inout ChorusRNG) -> Int {
         var work = [Float](repeating: 0, count: logits.count), order = [Int32](repeating: 0, count: logits.count)
-        return sampleToken(logits: logits, vocab: logits.count, params: p, rng: &rng, work: &work, order: &order)
+        return sampleToken(logits: logits, vocab: logits.count, params: p, rng: &rng, work: &work, order: &order).id
     }
 
     func testGreedyAndDegenerateFilters() {

@@ -35,12 +35,12 @@ final class PrefixSharingTests: XCTestCase {
         let m = tinyModel(seed: 6)
         let ws = ForwardWorkspace()
         let cache = KVCache(config: m.config, capacity: 4)
-        _ = try m.forwardHidden([Segment(tokens: [1, 2, 3], cache: cache)], workspace: ws)
+        _ = try m.forwardHidden([PackedSequence(tokens: [1, 2, 3], cache: cache)], workspace: ws)
         let f = cache.fork(capacity: 10)
         XCTAssertEqual(f.length, 3)
         XCTAssertEqual(f.capacity, 10)
-        let h1 = Array(UnsafeBufferPointer(start: try m.forwardHidden([Segment(tokens: [4, 5], cache: f)], workspace: ws), count: 2 * 32))
-        let h2 = try m.forwardHidden([Segment(tokens: [1, 2, 3, 4, 5])], workspace: ws)
+        let h1 = Array(UnsafeBufferPointer(start: try m.forwardHidden([PackedSequence(tokens: [4, 5], cache: f)], workspace: ws), count: 2 * 32))
+        let h2 = try m.forwardHidden([PackedSequence(tokens: [1, 2, 3, 4, 5])], workspace: ws)
         XCTAssertLessThan(maxDiff(h1, Array(UnsafeBufferPointer(start: h2 + 3 * 32, count: 2 * 32))), 1e-5)
         XCTAssertEqual(cache.length, 3, "the original is untouched")
     }
@@ -103,14 +103,14 @@ final class PrefixSharingTests: XCTestCase {
             for j in 0..<C {
                 var mean: Double = 0
                 let oldBase = base == g.layout.embed ? m.layout.embed : m.layout.lmHead
-                for r in 0..<64 { mean += Double(m.p(oldBase)[r * C + j]) }
-                for r in 64..<67 { XCTAssertEqual(Double(g.p(base)[r * C + j]), mean / 64, accuracy: 1e-5) }
+                for r in 0..<64 { mean += Double(m.parameter(oldBase)[r * C + j]) }
+                for r in 64..<67 { XCTAssertEqual(Double(g.parameter(base)[r * C + j]), mean / 64, accuracy: 1e-5) }
             }
         }
         let ws = ForwardWorkspace()
-        let h1 = Array(UnsafeBufferPointer(start: try m.forwardHidden([Segment(tokens: [3, 4, 5])], workspace: ws), count: 3 * C))
-        let h2 = Array(UnsafeBufferPointer(start: try g.forwardHidden([Segment(tokens: [3, 4, 5])], workspace: ws), count: 3 * C))
+        let h1 = Array(UnsafeBufferPointer(start: try m.forwardHidden([PackedSequence(tokens: [3, 4, 5])], workspace: ws), count: 3 * C))
+        let h2 = Array(UnsafeBufferPointer(start: try g.forwardHidden([PackedSequence(tokens: [3, 4, 5])], workspace: ws), count: 3 * C))
         XCTAssertEqual(h1, h2)
-        XCTAssertNoThrow(try g.forwardHidden([Segment(tokens: [66, 4])], workspace: ws))
+        XCTAssertNoThrow(try g.forwardHidden([PackedSequence(tokens: [66, 4])], workspace: ws))
     }
 }

@@ -169,7 +169,7 @@ final class CacheAndControlTokenTests: XCTestCase {
         XCTAssertTrue(p2 === padded)
         XCTAssertEqual(ids2, [tok2.vocabSize - 2, tok2.vocabSize - 1].map { $0 })
         let C = 32
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: p2.p(p2.layout.embed) + ids2[0] * C, count: C)),
-                       Array(UnsafeBufferPointer(start: p2.p(p2.layout.embed) + ids2[1] * C, count: C)), "both are the mean row")
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: p2.parameter(p2.layout.embed) + ids2[0] * C, count: C)),
+                       Array(UnsafeBufferPointer(start: p2.parameter(p2.layout.embed) + ids2[1] * C, count: C)), "both are the mean row")
     }
 }

@@ -9,12 +9,18 @@ enum TrainingFixtures {
     static let names = ["llama_untied", "qwen2_tied_bias", "qwen3_untied_qknorm"]
     static func model(_ n: String) -> URL { models.appendingPathComponent(n) }
 
-    /// The two sequences and their per-row weights, packed.
-    static func batch(_ f: SafeTensorsFile) throws -> ([[Int]], [Float]) {
-        var seqs: [[Int]] = [], w: [Float] = []
+    /// The two sequences (the first token as the prompt, the rest as the response) and their
+    /// weights per response token. The fixture stores one weight per row (row r predicts token
+    /// r+1); the last row predicts nothing and must weigh 0.
+    static func batch(_ f: SafeTensorsFile) throws -> ([TrainingSequence], [[Float]]) {
+        var seqs: [TrainingSequence] = [], w: [[Float]] = []
         for j in 0..<2 {
-            seqs.append(try f.readArray("seq_\(j)").map { Int($0) })
-            w += try f.readArray("w_\(j)")
+            let tokens = try f.readArray("seq_\(j)").map { Int($0) }
+            let rowWeights = try f.readArray("w_\(j)")
+            XCTAssertEqual(rowWeights.count, tokens.count)
+            XCTAssertEqual(rowWeights.last, 0, "the last row has no target")
+            seqs.append(TrainingSequence(tokens: tokens, promptLength: 1))
+            w.append(Array(rowWeights.dropLast()))
         }
         return (seqs, w)
     }
@@ -31,7 +37,7 @@ final class GradientTests: XCTestCase {
             let (seqs, w) = try TrainingFixtures.batch(f)
             let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
             _ = try model.trainingForward(seqs, tape: tape)
-            let loss = model.trainingBackward(weights: w, tape: tape, grads: grads)
+            let loss = model.trainingBackward(TokenObjective(weights: w), tape: tape, grads: grads)
             XCTAssertEqual(loss, Double(try f.readArray("loss")[0]), accuracy: 1e-4 * max(1, abs(loss)), name)
             for e in model.layout.entries where !(model.config.tieWordEmbeddings && e.name == "lm_head.weight") {
                 let expected = try f.readArray("grad." + e.name)
@@ -53,10 +59,10 @@ final class GradientTests: XCTestCase {
             let (seqs, w) = try TrainingFixtures.batch(f)
             let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
             _ = try model.trainingForward(seqs, tape: tape)
-            model.trainingBackward(weights: w, tape: tape, grads: grads)
+            model.trainingBackward(TokenObjective(weights: w), tape: tape, grads: grads)
             func loss() throws -> Double {
-                let lp = try model.trainingForward(seqs, tape: tape)
-                return -zip(lp, w).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                let lp = try model.trainingForward(seqs, tape: tape).logprobs
+                return -zip(lp.joined(), w.joined()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             }
             var rng = ChorusRNG(seed: 5)
             for e in model.layout.entries {
@@ -87,13 +93,12 @@ final class GradientTests: XCTestCase {
             let opt = AdamW(model: model, config: AdamWConfig(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1))
             let schedule = LRSchedule.cosine(warmup: 3, minRatio: 0.1)
             let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
-            let ntok = seqs.reduce(0) { $0 + $1.count - 1 }
-            var w: [Float] = []
-            for s in seqs { w += [Float](repeating: 1 / Float(ntok), count: s.count - 1) + [0] }
+            let ntok = seqs.reduce(0) { $0 + $1.responseLength }
+            let w = seqs.map { [Float](repeating: 1 / Float(ntok), count: $0.responseLength) }
             for step in 0..<10 {
                 grads.zero()
                 _ = try model.trainingForward(seqs, tape: tape)
-                let loss = model.trainingBackward(weights: w, tape: tape, grads: grads)
+                let loss = model.trainingBackward(TokenObjective(weights: w), tape: tape, grads: grads)
                 let norm = clipGradientNorm(grads, maxNorm: 1.0)
                 let lr = schedule.rate(step: step, total: 10, peak: 1e-2)
                 XCTAssertEqual(loss, Double(losses[step]), accuracy: 2e-4 * max(1, Double(losses[step])), "\(name) step \(step) loss")
@@ -183,12 +188,11 @@ final class AccumulationTests: XCTestCase {
         let tape = TrainingTape()
         let whole = Tensor(shape: [model.parameters.count]), parts = Tensor(shape: [model.parameters.count])
         _ = try model.trainingForward(seqs, tape: tape)
-        let l1 = model.trainingBackward(weights: w, tape: tape, grads: whole)
-        var l2 = 0.0, off = 0
-        for s in seqs {
+        let l1 = model.trainingBackward(TokenObjective(weights: w), tape: tape, grads: whole)
+        var l2 = 0.0
+        for (s, ws) in zip(seqs, w) {
             _ = try model.trainingForward([s], tape: tape)
-            l2 += model.trainingBackward(weights: Array(w[off..<(off + s.count)]), tape: tape, grads: parts)
-            off += s.count
+            l2 += model.trainingBackward(TokenObjective(weights: [ws]), tape: tape, grads: parts)
         }
         XCTAssertEqual(l1, l2, accuracy: 1e-5 * abs(l1))
         let scale = whole.array.map(abs).max()!
