@@ -22,10 +22,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
-        .target(name: "ChorusTensor", dependencies: ["CBLAS"], swiftSettings: numericFlags),
+        // The shared basics (score record, atomic writes, seeded RNG, JSON text): no dependencies.
+        .target(name: "ChorusCore"),
+        .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
         .target(name: "ChorusTokenizer"),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
-        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusModel"]),
+        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore"]),
         .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
         .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
         .executableTarget(
@@ -40,7 +42,7 @@ let package = Package(
         .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
         .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusTestSupport"]),
+        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],

@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 /// Deterministic records for crash and concurrency tests: the writer process

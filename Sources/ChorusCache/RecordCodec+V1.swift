@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 // Payload version 1 (docs/cache-format.md, "Payload version 1"): nine column streams of varints
 // and byte planes, left to zstd's entropy coder. Superseded by version 2 (range-coded); still
 // read, and still written by tests to check that it reads.

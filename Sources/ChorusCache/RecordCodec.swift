@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 // The record payload codec: quantisation, transforms, adaptive range coding. The byte layout is

@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 /// A seeded generator of realistic-looking teacher scores, used by the benchmark, the tests and

@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import ChorusTestSupport
 import XCTest
 @testable import ChorusCache
