@@ -25,7 +25,7 @@ let package = Package(
         // The shared basics (score record, atomic writes, seeded RNG, JSON text): no dependencies.
         .target(name: "ChorusCore"),
         .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
-        .target(name: "ChorusTokenizer"),
+        .target(name: "ChorusTokenizer", dependencies: ["ChorusCore"]),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
         .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore"]),
         .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
@@ -33,12 +33,13 @@ let package = Package(
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining",
+                "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Helpers shared by the test targets (temporary directories, running `chorus`).
         .target(name: "ChorusTestSupport", path: "Tests/ChorusTestSupport"),
+        .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore"]),
         .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
         .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
