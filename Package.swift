@@ -24,12 +24,15 @@ let package = Package(
 
         // The shared basics (score record, atomic writes, seeded RNG, JSON text): no dependencies.
         .target(name: "ChorusCore"),
+        // The one strict TOML reader (run files, pool manifests); apart from ChorusCore so the
+        // tensor and tokenizer layers do not link TOMLKit (toml++).
+        .target(name: "ChorusConfig", dependencies: ["TOMLKit"]),
         .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
         .target(name: "ChorusTokenizer", dependencies: ["ChorusCore"]),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
         .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore"]),
-        .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
-        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
+        .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusConfig"]),
+        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",
             dependencies: [

@@ -1,3 +1,4 @@
+import ChorusConfig
 import ChorusModel
 import ChorusTensor
 import ChorusTokenizer
