@@ -127,7 +127,7 @@ final class ProcessTests: XCTestCase {
 
         // A flipped byte in an earlier record: listed, exit 1, no stack trace.
         var bytes = [UInt8](full)
-        bytes[Segment.headerSize + 100] ^= 0x10
+        bytes[SegmentFile.headerSize + 100] ^= 0x10
         try Data(bytes).write(to: segment)
         (status, out, err) = try runChorus(exe, ["cache", "verify", dir.path])
         XCTAssertEqual(status, 1)
