@@ -22,25 +22,31 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
-        .target(name: "ChorusTensor", dependencies: ["CBLAS"], swiftSettings: numericFlags),
-        .target(name: "ChorusTokenizer"),
+        // The shared basics (score record, atomic writes, seeded RNG, JSON text): no dependencies.
+        .target(name: "ChorusCore"),
+        // The one strict TOML reader (run files, pool manifests); apart from ChorusCore so the
+        // tensor and tokenizer layers do not link TOMLKit (toml++).
+        .target(name: "ChorusConfig", dependencies: ["TOMLKit"]),
+        .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
+        .target(name: "ChorusTokenizer", dependencies: ["ChorusCore"]),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
-        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusModel"]),
-        .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "TOMLKit"]),
-        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "TOMLKit"], swiftSettings: numericFlags),
+        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore"]),
+        .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusConfig"]),
+        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining",
+                "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         // Helpers shared by the test targets (temporary directories, running `chorus`).
         .target(name: "ChorusTestSupport", path: "Tests/ChorusTestSupport"),
+        .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore"]),
         .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
         .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusTestSupport"]),
+        .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],

@@ -25,13 +25,7 @@ struct ByteWriter {
         bytes.append(UInt8(v))
     }
 
-    /// Zigzag then LEB128, so small negative numbers stay short.
-    @inline(__always) mutating func signedVarint(_ value: Int64) {
-        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
-    }
-
     mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) { bytes.append(contentsOf: littleEndianBytes(v)) }
     mutating func u32(_ v: UInt32) { bytes.append(contentsOf: littleEndianBytes(v)) }
     mutating func u64(_ v: UInt64) { bytes.append(contentsOf: littleEndianBytes(v)) }
     mutating func raw<C: Collection>(_ b: C) where C.Element == UInt8 { bytes.append(contentsOf: b) }
@@ -83,11 +77,6 @@ struct ByteReader {
             if b < 0x80 { return result }
             shift += 7
         }
-    }
-
-    @inline(__always) mutating func signedVarint() throws -> Int64 {
-        let u = try varint()
-        return Int64(bitPattern: u >> 1) ^ -Int64(bitPattern: u & 1)
     }
 
     /// A varint that must fit in `limit` (a count or length field): guards allocations against

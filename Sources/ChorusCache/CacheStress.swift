@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 /// Deterministic records for crash and concurrency tests: the writer process
@@ -9,22 +9,22 @@ public enum CacheStress {
     /// Item `index` of stream `seed`: a context of 24–150 tokens scored from position 8 with
     /// top-8, under teacher "stress-<seed % 4>".
     public static func item(seed: UInt64, index: Int) -> (key: CacheKey, record: ScoreRecord, teacher: String) {
-        var rng = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
+        var rng = ChorusRNG(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
         let length = 24 + Int(rng.next() % 127)
         let start = 8
         let tokens = (0..<length).map { _ in Int32(rng.next() % 50_000) }
         var positions: [PositionScore] = []
         for t in start..<length {
-            var lp: Float = -Float(rng.uniform() * 2)
+            var lp: Float = -Float(rng.uniformDouble() * 2)
             var ids: [Int32] = [], lps: [Float] = []
             for j in 0..<8 {
                 // Put the actual token in the top-k most of the time, as real teachers do.
                 ids.append(j == 0 && rng.next() % 3 != 0 ? tokens[t] : Int32(rng.next() % 50_000))
                 lps.append(lp)
-                lp -= Float(rng.uniform() * 1.5)
+                lp -= Float(rng.uniformDouble() * 1.5)
             }
-            let actual: Float = ids[0] == tokens[t] ? lps[0] : lp - Float(rng.uniform() * 5)
-            positions.append(PositionScore(logprob: actual, entropy: Float(rng.uniform() * 4), topIds: ids, topLogprobs: lps))
+            let actual: Float = ids[0] == tokens[t] ? lps[0] : lp - Float(rng.uniformDouble() * 5)
+            positions.append(PositionScore(logprob: actual, entropy: Float(rng.uniformDouble() * 4), topIds: ids, topLogprobs: lps))
         }
         let fingerprint = TeacherFingerprint(bytes: SHA256.hash(Array("stress-teacher-\(seed % 4)".utf8)))
         let key = CacheKey.make(fingerprint: fingerprint, options: ScoringOptions(topK: 8, start: start), tokens: tokens)

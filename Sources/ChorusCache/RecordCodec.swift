@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 // The record payload codec: quantisation, transforms, adaptive range coding. The byte layout is
@@ -50,11 +50,11 @@ struct DecodedPayload {
 }
 
 enum RecordCodec {
-    /// Version written; version 1 (`RecordCodec+V1.swift`) is still read.
+    /// The payload version written and read. (Version 1, column streams left to zstd, was
+    /// replaced before any cache was written; docs/cache-format.md.)
     static let payloadVersion: UInt8 = 2
-    /// Id coding 1: move-to-front over the ids seen so far in this record (see `encodeIds`).
-    static let idCodingMoveToFront: UInt8 = 1
-    /// Id coding 2 (payload version 2): the same move-to-front list, range-coded (`encodeIdV2`).
+    /// Id coding 2: move-to-front over the ids seen so far in this record, range-coded (1 was
+    /// version 1's byte-plane coding of the same list).
     static let idCodingRangeCoded: UInt8 = 2
     /// How many recently seen ids the move-to-front list keeps.
     static let moveToFrontCapacity = 4096
@@ -89,9 +89,9 @@ enum RecordCodec {
 
     // MARK: encode
 
-    /// The adaptive models of payload version 2, one per kind of number. The coder state of a
+    /// The adaptive models of the payload, one per kind of number. The coder state of a
     /// record starts fresh: a record decodes on its own.
-    struct ModelsV2 {
+    struct ScoreModels {
         /// Context tokens that the scores do not imply (prompt, actual tokens outside the top-k,
         /// unscored tail).
         let tokens = AdaptiveIntegers(contexts: 1)
@@ -149,7 +149,7 @@ enum RecordCodec {
         w.varint(UInt64(key.tokens.count))
 
         var e = RangeEncoder(capacity: 48 * n + 2 * (key.tokens.count - n) + 16)
-        let m = ModelsV2()
+        let m = ScoreModels()
         var list = MoveToFrontList(capacity: moveToFrontCapacity)
         for t in key.tokens[0..<start] { m.tokens.encode(UInt64(t), context: 0, into: &e) }
 
@@ -217,36 +217,20 @@ enum RecordCodec {
 
     // MARK: decode
 
-    /// Decodes an uncompressed payload of either version; throws `TruncatedField` on any
-    /// inconsistency.
+    /// Decodes an uncompressed payload; throws `TruncatedField` on any inconsistency.
     static func decodePayload(_ bytes: [UInt8]) throws -> DecodedPayload {
         guard let version = bytes.first else { throw TruncatedField(detail: "empty payload") }
-        switch version {
-        case 1: return try decodePayloadV1(bytes)
-        case payloadVersion: return try decodePayloadV2(bytes)
-        default: throw TruncatedField(detail: "payload version \(version) is not 1 or \(payloadVersion)")
-        }
-    }
-
-    /// The fields every payload version has after its version byte: fingerprint, options,
-    /// position count, precision and id coding (checked), context length.
-    static func readPayloadHeader(_ r: inout ByteReader, idCoding expected: UInt8) throws
-        -> (TeacherFingerprint, ScoringOptions, n: Int, tokenCount: Int) {
+        guard version == payloadVersion else { throw TruncatedField(detail: "payload version \(version) is not \(payloadVersion)") }
+        var r = ByteReader(bytes)
+        _ = try r.u8()
         let fingerprint = TeacherFingerprint(bytes: try r.blob())
         let options = try ScoringOptions.decode(&r)
         let n = try r.count(limit: maxTokens)
         let shift = try r.u8()
         guard Int(shift) == ScorePrecision.coarseShift else { throw TruncatedField(detail: "coarse shift \(shift) unsupported") }
         let idCoding = try r.u8()
-        guard idCoding == expected else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
+        guard idCoding == idCodingRangeCoded else { throw TruncatedField(detail: "id coding \(idCoding) unsupported") }
         let tokenCount = try r.count(limit: maxTokens)
-        return (fingerprint, options, n, tokenCount)
-    }
-
-    static func decodePayloadV2(_ bytes: [UInt8]) throws -> DecodedPayload {
-        var r = ByteReader(bytes)
-        _ = try r.u8()
-        let (fingerprint, options, n, tokenCount) = try readPayloadHeader(&r, idCoding: idCodingRangeCoded)
         let start = options.start
         guard start >= 0, start + n <= tokenCount else {
             throw TruncatedField(detail: "\(n) positions from \(start) exceed \(tokenCount) tokens")
@@ -255,7 +239,7 @@ enum RecordCodec {
         let codedLength = try r.count(limit: r.remaining)
         guard codedLength <= r.remaining else { throw TruncatedField(detail: "range-coded length \(codedLength) past the payload") }
         var d = RangeDecoder(bytes, from: r.position, to: r.position + codedLength, rawEnd: bytes.count)
-        let m = ModelsV2()
+        let m = ScoreModels()
         var list = MoveToFrontList(capacity: moveToFrontCapacity, searchable: false)
         func token() throws -> Int32 {
             let t = m.tokens.decode(context: 0, from: &d)

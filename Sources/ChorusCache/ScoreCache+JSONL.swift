@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 #if canImport(Glibc)
 import Glibc

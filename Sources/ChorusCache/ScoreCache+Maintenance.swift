@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -93,7 +93,7 @@ extension ScoreCache {
         defer { mutex.unlock() }
         try refresh(writersExcluded: false)
         var s = CacheStats()
-        let present = try Segment.list(in: segmentsPath)
+        let present = try SegmentFile.list(in: segmentsPath)
         s.segments = present.count
         for number in present { s.segmentBytes += (try? reader(number).size()) ?? 0 }
         var raw = 0
@@ -123,16 +123,16 @@ extension ScoreCache {
         defer { lockFD.unlock() }
         var report = VerifyReport()
         var seen = Set<[UInt8]>()
-        for number in try Segment.list(in: segmentsPath) {
+        for number in try SegmentFile.list(in: segmentsPath) {
             let name = segmentName(number)
-            let file = try FileDescriptor(path: segmentsPath + "/" + Segment.fileName(number), flags: O_RDONLY)
+            let file = try FileDescriptor(path: segmentsPath + "/" + SegmentFile.fileName(number), flags: O_RDONLY)
             let size = try file.size()
-            let header = try file.read(at: 0, count: Segment.headerSize)
-            if !Segment.headerIsValid(header) {
-                report.corrupt.append(CacheDamage(segment: name, offset: 0, length: min(size, Segment.headerSize),
+            let header = try file.read(at: 0, count: SegmentFile.headerSize)
+            if !SegmentFile.headerIsValid(header) {
+                report.corrupt.append(CacheDamage(segment: name, offset: 0, length: min(size, SegmentFile.headerSize),
                                                   key: nil, detail: "bad segment header"))
             }
-            _ = try scanSegment(file, name: name, from: Segment.headerSize, size: size, writersExcluded: true,
+            _ = try scanSegment(file, name: name, from: SegmentFile.headerSize, size: size, writersExcluded: true,
                                 checkBodies: false) { item in
                 switch item {
                 case let .record(offset, length, summary):
@@ -169,7 +169,7 @@ extension ScoreCache {
         defer { lockFD.unlock() }
         try refresh(writersExcluded: true)
         var report = GCReport()
-        let old = try Segment.list(in: segmentsPath)
+        let old = try SegmentFile.list(in: segmentsPath)
         for number in old { report.segmentBytesBefore += try reader(number).size() }
 
         let accessPath = path + "/" + AccessLog.fileName
@@ -197,14 +197,14 @@ extension ScoreCache {
         // every existing one, each written complete under a temporary name then linked in.
         keep.sort { ($0.segment, $0.offset) < ($1.segment, $1.offset) }
         var nextNumber = (old.last ?? 0) + 1
-        var buffer: [UInt8] = Segment.header(number: nextNumber)
+        var buffer: [UInt8] = SegmentFile.header(number: nextNumber)
         var newLog: [UInt8] = []
         func flush() throws {
-            guard buffer.count > Segment.headerSize else { return }
-            let final = segmentsPath + "/" + Segment.fileName(nextNumber)
+            guard buffer.count > SegmentFile.headerSize else { return }
+            let final = segmentsPath + "/" + SegmentFile.fileName(nextNumber)
             try AtomicFile.write(buffer, to: URL(fileURLWithPath: final))
             nextNumber += 1
-            buffer = Segment.header(number: nextNumber)
+            buffer = SegmentFile.header(number: nextNumber)
         }
         for l in keep {
             let frame = try readFrame(l)
@@ -222,7 +222,7 @@ extension ScoreCache {
         }
         try flush()
         for number in old {
-            let file = segmentsPath + "/" + Segment.fileName(number)
+            let file = segmentsPath + "/" + SegmentFile.fileName(number)
             guard unlink(file) == 0 else { throw CacheError.io(path: file, operation: "unlink", errno: errno) }
         }
         // Entries appended by readers between our read and this rename are lost: recency is
@@ -231,7 +231,7 @@ extension ScoreCache {
         accessLog = try AccessLog(path: accessPath)
         resetIndex()
         try refresh(writersExcluded: true)
-        for number in try Segment.list(in: segmentsPath) { report.segmentBytesAfter += try reader(number).size() }
+        for number in try SegmentFile.list(in: segmentsPath) { report.segmentBytesAfter += try reader(number).size() }
         return report
     }
 }

@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -86,7 +86,7 @@ public final class ScoreCache: @unchecked Sendable {
         self.syncWrites = syncWrites
         self.compressionLevel = compressionLevel
         path = directory.path
-        segmentsPath = path + "/" + Segment.directoryName
+        segmentsPath = path + "/" + SegmentFile.directoryName
         let formatPath = path + "/" + ScoreCache.formatFile
         if readOnly {
             guard let format = try readWholeFile(formatPath) else {
@@ -205,13 +205,13 @@ public final class ScoreCache: @unchecked Sendable {
         try refresh(writersExcluded: true)
         if index[key.digest] != nil { return false }
         var active = scanned.keys.max() ?? 0
-        if active == 0 || (scanned[active]! > Segment.headerSize && scanned[active]! + frame.count > maxSegmentBytes) {
+        if active == 0 || (scanned[active]! > SegmentFile.headerSize && scanned[active]! + frame.count > maxSegmentBytes) {
             active += 1
-            try Segment.create(number: active, in: segmentsPath)
-            scanned[active] = Segment.headerSize
+            try SegmentFile.create(number: active, in: segmentsPath)
+            scanned[active] = SegmentFile.headerSize
         }
         let offset = scanned[active]!
-        let writer = try FileDescriptor(path: segmentsPath + "/" + Segment.fileName(active), flags: O_WRONLY | O_APPEND)
+        let writer = try FileDescriptor(path: segmentsPath + "/" + SegmentFile.fileName(active), flags: O_WRONLY | O_APPEND)
         let size = try writer.size()
         guard size == offset else {
             throw CacheError.io(path: writer.path, operation: "append (size \(size), expected \(offset))", errno: EIO)
@@ -260,7 +260,7 @@ public final class ScoreCache: @unchecked Sendable {
     // MARK: index maintenance (callers hold `mutex`)
 
     func segmentName(_ number: Int) -> String {
-        Segment.directoryName + "/" + Segment.fileName(number)
+        SegmentFile.directoryName + "/" + SegmentFile.fileName(number)
     }
 
     func resetIndex() {
@@ -271,7 +271,7 @@ public final class ScoreCache: @unchecked Sendable {
 
     func reader(_ segment: Int) throws -> FileDescriptor {
         if let fd = readers[segment] { return fd }
-        let fd = try FileDescriptor(path: segmentsPath + "/" + Segment.fileName(segment), flags: O_RDONLY)
+        let fd = try FileDescriptor(path: segmentsPath + "/" + SegmentFile.fileName(segment), flags: O_RDONLY)
         readers[segment] = fd
         return fd
     }
@@ -289,18 +289,18 @@ public final class ScoreCache: @unchecked Sendable {
     /// the last scan, and a full rebuild if a segment vanished (another process ran `gc`).
     /// With `writersExcluded` (caller holds the exclusive lock, not read-only) a torn tail is cut.
     func refresh(writersExcluded: Bool) throws {
-        let present = try Segment.list(in: segmentsPath)
+        let present = try SegmentFile.list(in: segmentsPath)
         if scanned.keys.contains(where: { !present.contains($0) }) { resetIndex() }
         for number in present {
             let file = try reader(number)
             let size = try file.size()
             var from = scanned[number] ?? 0
             if from == 0 {
-                let header = try file.read(at: 0, count: Segment.headerSize)
-                if !Segment.headerIsValid(header) {
+                let header = try file.read(at: 0, count: SegmentFile.headerSize)
+                if !SegmentFile.headerIsValid(header) {
                     onProblem("\(segmentName(number)) @0: bad segment header")
                 }
-                from = Segment.headerSize
+                from = SegmentFile.headerSize
             }
             guard size > from else { scanned[number] = from; continue }
             var tornAt: Int?

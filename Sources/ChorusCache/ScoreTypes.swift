@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 /// The scores of one context: one `PositionScore` per scored token, in order, starting at the

@@ -1,4 +1,4 @@
-import ChorusModel
+import ChorusCore
 import Foundation
 
 /// A seeded generator of realistic-looking teacher scores, used by the benchmark, the tests and
@@ -42,7 +42,7 @@ public struct SyntheticTeacher: Sendable {
     /// Position-to-position correlation of the logit noise, in [0, 1).
     public var correlation: Double
 
-    private var rng: SplitMix64
+    private var rng: ChorusRNG
     private let priorLogits: [Double]
     private let gaussians: [Double]
 
@@ -59,33 +59,21 @@ public struct SyntheticTeacher: Sendable {
         self.temperature = temperature
         self.correlation = correlation
         self.idJitter = idJitter
-        var rng = SplitMix64(seed: seed)
+        var rng = ChorusRNG(seed: seed)
         // Frequency rank of each id.
         var rank = Array(0..<vocab)
         if let jitter = idJitter {
             var keys = [Double]()
-            for id in 0..<vocab {
-                let u1 = max(rng.uniform(), 1e-300), u2 = rng.uniform()
-                let normal = (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
-                keys.append(Double(id + 1) * exp(jitter * normal))
-            }
+            for id in 0..<vocab { keys.append(Double(id + 1) * exp(jitter * rng.normalDouble())) }
             let byFrequency = (0..<vocab).sorted { keys[$0] < keys[$1] }
             for (r, id) in byFrequency.enumerated() { rank[id] = r }
         } else {
             for i in stride(from: vocab - 1, to: 0, by: -1) { rank.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
         }
         priorLogits = rank.map { -zipf * log(Double($0) + 2) }
-        // A table of standard normals (Box–Muller) indexed at random: exact Gaussians per logit
-        // per position would dominate benchmark setup time and add nothing to realism.
-        var g = [Double]()
-        g.reserveCapacity(1 << 16)
-        while g.count < 1 << 16 {
-            let u1 = max(rng.uniform(), 1e-300), u2 = rng.uniform()
-            let r = (-2 * log(u1)).squareRoot()
-            g.append(r * cos(2 * .pi * u2))
-            g.append(r * sin(2 * .pi * u2))
-        }
-        gaussians = g
+        // A table of standard normals indexed at random: exact Gaussians per logit per position
+        // would dominate benchmark setup time and add nothing to realism.
+        gaussians = (0..<(1 << 16)).map { _ in rng.normalDouble() }
         self.rng = rng
     }
 
@@ -124,7 +112,7 @@ public struct SyntheticTeacher: Sendable {
         for _ in 0..<(topicSize / 10) { logits[topic[Int(rng.next() % UInt64(topic.count))]] += topicBoost }
         let peaks = Int(rng.next() % 4)
         for p in 0..<peaks {
-            logits[Int(rng.next() % UInt64(vocab))] += peakBoost * rng.uniform() / Double(p + 1)
+            logits[Int(rng.next() % UInt64(vocab))] += peakBoost * rng.uniformDouble() / Double(p + 1)
         }
         var maxLogit = -Double.infinity
         for v in 0..<vocab {
@@ -137,7 +125,7 @@ public struct SyntheticTeacher: Sendable {
         var entropy = 0.0
         var topIds = [Int32](), topLps = [Double]()
         topIds.reserveCapacity(k + 1); topLps.reserveCapacity(k + 1)
-        let u = rng.uniform()
+        let u = rng.uniformDouble()
         var cumulative = 0.0
         var actual = -1
         for v in 0..<vocab {
@@ -159,19 +147,4 @@ public struct SyntheticTeacher: Sendable {
                                       topIds: topIds, topLogprobs: topLps.map { Float($0) })
         return (Int32(actual), position)
     }
-}
-
-/// SplitMix64: a tiny, fast, seedable generator (Steele, Lea & Flood 2014).
-struct SplitMix64: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

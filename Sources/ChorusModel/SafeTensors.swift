@@ -35,7 +35,6 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case missingTensor(name: String, directory: String)
     case unusedTensor(name: String, file: String)
     case badIndex(file: String, detail: String)
-    case writeFailed(file: String, detail: String)
 
     public var description: String {
         switch self {
@@ -48,7 +47,6 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case let .missingTensor(n, d): return "\(d): missing tensor '\(n)'"
         case let .unusedTensor(n, f): return "\(f): unexpected tensor '\(n)' (not used by this model)"
         case let .badIndex(f, d): return "\(f): invalid sharded checkpoint index: \(d)"
-        case let .writeFailed(f, d): return "\(f): write failed: \(d)"
         }
     }
 }
@@ -238,36 +236,5 @@ public enum SafeTensorsWriter {
             }
         }
         try AtomicFile.write(out, to: url)
-    }
-}
-
-/// Crash-safe file replacement: write a temporary sibling, fsync it, rename over the target,
-/// fsync the directory. A reader sees the old file or the complete new one, never a torn one.
-public enum AtomicFile {
-    /// Atomically replaces `url` with `data` (Data, [UInt8] or any contiguous bytes).
-    public static func write<Bytes: ContiguousBytes>(_ data: Bytes, to url: URL) throws {
-        let dir = url.deletingLastPathComponent().path
-        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if fd < 0 { throw CheckpointError.writeFailed(file: url.path, detail: "cannot create \(tmp) (errno \(errno))") }
-        var ok = false
-        defer { if !ok { close(fd); unlink(tmp) } }
-        try data.withUnsafeBytes { buf in
-            var off = 0
-            while off < buf.count {
-                let w = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
-                if w <= 0 { throw CheckpointError.writeFailed(file: url.path, detail: "write error (errno \(errno))") }
-                off += w
-            }
-        }
-        if fsync(fd) != 0 { throw CheckpointError.writeFailed(file: url.path, detail: "fsync failed") }
-        close(fd)
-        ok = true
-        if rename(tmp, url.path) != 0 {
-            unlink(tmp)
-            throw CheckpointError.writeFailed(file: url.path, detail: "rename failed (errno \(errno))")
-        }
-        let dfd = open(dir, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }

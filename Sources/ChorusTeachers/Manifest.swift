@@ -1,5 +1,5 @@
+import ChorusConfig
 import Foundation
-import TOMLKit
 
 /// The kinds of teacher a manifest may declare.
 public enum TeacherKind: String, Sendable, CaseIterable {
@@ -46,109 +46,63 @@ public struct PoolManifest: Sendable, Equatable {
     public var student: URL?
     public var teachers: [TeacherSpec]
 
-    static let topLevelKeys = ["student", "teacher"]
-    static let teacherKeys = ["name", "kind", "path", "weight", "privileged"]
-
     /// Reads and validates a manifest file.
     public static func load(contentsOf url: URL) throws -> PoolManifest {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw ManifestError.unreadable(file: url.path, reason: "file not found or not UTF-8 text")
+            throw ConfigFileError(url.path, "cannot read manifest: file not found or not UTF-8 text")
         }
         return try PoolManifest(toml: text, file: url)
     }
 
-    /// Parses and validates manifest text; `file` locates relative paths and names errors.
+    /// Parses and validates manifest text; `file` locates relative paths and names errors
+    /// (`ConfigFileError`: `FILE: teacher[i].field ('name'): reason`).
     public init(toml text: String, file: URL) throws {
         self.file = file
-        let path = file.path
         let base = file.deletingLastPathComponent()
-        let root: TOMLTable
-        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ManifestError.unreadable(file: path, reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
-        } catch {
-            throw ManifestError.unreadable(file: path, reason: "\(error)")
-        }
-        for k in root.keys where !PoolManifest.topLevelKeys.contains(k) {
-            throw ManifestError.invalid(file: path, field: k, reason: "unknown key (allowed at top level: \(PoolManifest.topLevelKeys.joined(separator: ", ")))")
-        }
-        if let s = root["student"] {
-            guard let p = s.string, !p.isEmpty else { throw ManifestError.invalid(file: path, field: "student", reason: "must be a non-empty string (a model directory)") }
+        let root = try ConfigTable(string: text, file: file.path)
+        if let p = try root.string("student") {
+            if p.isEmpty { throw root.error("student", "must be a non-empty string (a model directory)") }
             student = URL(fileURLWithPath: p, relativeTo: base).standardizedFileURL
         }
-        guard let tv = root["teacher"] else {
-            throw ManifestError.invalid(file: path, field: "teacher", reason: "no [[teacher]] entries")
-        }
-        guard let arr = tv.array, !arr.isEmpty else {
-            throw ManifestError.invalid(file: path, field: "teacher", reason: "must be a non-empty array of tables ([[teacher]])")
-        }
+        let entries = try root.tables("teacher")
+        if entries.isEmpty { throw root.error("teacher", "no [[teacher]] entries") }
         var specs: [TeacherSpec] = []
-        for i in 0..<arr.count {
-            let at = "teacher[\(i)]"
-            guard let t = arr[i].table else { throw ManifestError.invalid(file: path, field: at, reason: "must be a table") }
-            for k in t.keys where !PoolManifest.teacherKeys.contains(k) {
-                throw ManifestError.invalid(file: path, field: "\(at).\(k)", reason: "unknown key (allowed: \(PoolManifest.teacherKeys.joined(separator: ", ")))")
-            }
-            guard let nv = t["name"] else { throw ManifestError.invalid(file: path, field: "\(at).name", reason: "missing") }
-            guard let name = nv.string, !name.isEmpty else { throw ManifestError.invalid(file: path, field: "\(at).name", reason: "must be a non-empty string") }
-            let field = { (k: String) in "\(at).\(k) ('\(name)')" }
-            if specs.contains(where: { $0.name == name }) {
-                throw ManifestError.invalid(file: path, field: field("name"), reason: "duplicate teacher name '\(name)'")
-            }
+        for t in entries {
+            let name = try t.required("name", try t.string("name"))
+            if name.isEmpty { throw t.error("name", "must be a non-empty string") }
+            t.label = "('\(name)')"
+            if specs.contains(where: { $0.name == name }) { throw t.error("name", "duplicate teacher name '\(name)'") }
             var kind = TeacherKind.checkpoint
-            if let kv = t["kind"] {
-                guard let ks = kv.string, let k = TeacherKind(rawValue: ks) else {
-                    throw ManifestError.invalid(file: path, field: field("kind"), reason: "unknown kind \(kv.debugDescription) (valid: \(TeacherKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            if let ks = try t.string("kind") {
+                guard let k = TeacherKind(rawValue: ks) else {
+                    throw t.error("kind", "unknown kind \"\(ks)\" (valid: \(TeacherKind.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
                 kind = k
             }
             var url: URL?
-            if let pv = t["path"] {
-                guard let p = pv.string, !p.isEmpty else { throw ManifestError.invalid(file: path, field: field("path"), reason: "must be a non-empty string") }
+            if let p = try t.string("path") {
+                if p.isEmpty { throw t.error("path", "must be a non-empty string") }
                 url = URL(fileURLWithPath: p, relativeTo: base).standardizedFileURL
             } else if kind == .checkpoint {
-                throw ManifestError.invalid(file: path, field: field("path"), reason: "missing (a checkpoint teacher needs a model directory)")
+                throw t.error("path", "missing (a checkpoint teacher needs a model directory)")
             }
-            var weight = 1.0, given = false
-            if let wv = t["weight"] {
-                guard let w = wv.double ?? wv.int.map(Double.init) else {
-                    throw ManifestError.invalid(file: path, field: field("weight"), reason: "must be a number")
-                }
-                if !(w >= 0) || !w.isFinite { throw ManifestError.invalid(file: path, field: field("weight"), reason: "must be a finite number >= 0 (got \(w))") }
-                weight = w
-                given = true
-            }
-            var privileged: String?
-            if let tv = t["privileged"] {
-                if kind != .selfTeacher {
-                    throw ManifestError.invalid(file: path, field: field("privileged"), reason: "only allowed for kind = \"self\"")
-                }
-                guard let s = tv.string else { throw ManifestError.invalid(file: path, field: field("privileged"), reason: "must be a string") }
-                do { _ = try PrivilegedTemplate(s, teacher: name) } catch {
-                    throw ManifestError.invalid(file: path, field: field("privileged"), reason: "\(error)")
-                }
-                privileged = s
+            let weight = try t.double("weight", min: 0)
+            let privileged = try t.string("privileged")
+            if let s = privileged {
+                if kind != .selfTeacher { throw t.error("privileged", "only allowed for kind = \"self\"") }
+                do { _ = try PrivilegedTemplate(s, teacher: name) } catch { throw t.error("privileged", "\(error)") }
             } else if kind == .selfTeacher {
-                throw ManifestError.invalid(file: path, field: field("privileged"), reason: "missing (a self-teacher needs a template with {prompt})")
+                throw t.error("privileged", "missing (a self-teacher needs a template with {prompt})")
             }
-            specs.append(TeacherSpec(name: name, kind: kind, path: url, weight: weight, weightGiven: given, privileged: privileged))
+            try t.finish()
+            specs.append(TeacherSpec(name: name, kind: kind, path: url, weight: weight ?? 1, weightGiven: weight != nil,
+                                     privileged: privileged))
         }
+        try root.finish()
         if !(specs.map(\.weight).reduce(0, +) > 0) {
-            throw ManifestError.invalid(file: path, field: "teacher[*].weight", reason: "weights sum to zero")
+            throw ConfigFileError(file: file.path, key: "teacher[*].weight", reason: "weights sum to zero")
         }
         teachers = specs
-    }
-}
-
-/// Errors in a pool manifest, naming the file and field.
-public enum ManifestError: Error, CustomStringConvertible, Equatable {
-    case unreadable(file: String, reason: String)
-    case invalid(file: String, field: String, reason: String)
-
-    public var description: String {
-        switch self {
-        case let .unreadable(f, r): return "\(f): cannot read manifest: \(r)"
-        case let .invalid(f, k, r): return "\(f): \(k): \(r)"
-        }
     }
 }

@@ -1,3 +1,4 @@
+import ChorusCore
 import Foundation
 
 /// A JSON document that keeps object keys in file order and numbers as written, so that a
@@ -283,7 +284,7 @@ extension JSONValue {
         case .null: out += "null"
         case let .bool(b): out += b ? "true" : "false"
         case let .number(n): out += n
-        case let .string(s): JSONValue.quote(s, into: &out)
+        case let .string(s): JSONText.quote(s, into: &out)
         case let .array(items):
             if items.isEmpty { out += "[]"; return }
             out += "[\n"
@@ -298,36 +299,12 @@ extension JSONValue {
             out += "{\n"
             for (i, (key, value)) in members.enumerated() {
                 out += String(repeating: " ", count: indent + 2)
-                JSONValue.quote(key, into: &out)
+                JSONText.quote(key, into: &out)
                 out += ": "
                 value.write(into: &out, indent: indent + 2)
                 out += i + 1 < members.count ? ",\n" : "\n"
             }
             out += String(repeating: " ", count: indent) + "}"
         }
-    }
-
-    /// Appends `s` as a JSON string literal, escaping exactly what serde_json escapes.
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
     }
 }

@@ -1,3 +1,4 @@
+import ChorusConfig
 import ChorusModel
 import Foundation
 
@@ -45,7 +46,7 @@ public struct OptimizationConfig: Equatable {
         o.batchSize = try t.int("batch_size", min: 1) ?? o.batchSize
         o.microBatch = try t.int("micro_batch", min: 1) ?? min(o.batchSize, 8)
         if o.batchSize % o.microBatch != 0 {
-            throw ConfigFileError(t.file, "'\(t.key("batch_size"))' (\(o.batchSize)) must be a multiple of micro_batch (\(o.microBatch))")
+            throw t.error("batch_size", "\(o.batchSize) must be a multiple of micro_batch (\(o.microBatch))")
         }
         o.lr = try t.double("lr", min: 0) ?? o.lr
         let warmup = try t.int("warmup", min: 0) ?? 10
@@ -78,17 +79,17 @@ func readModelSource(_ t: ConfigTable, base: URL, vocabSize: (URL) throws -> Int
     let tok = try t.string("tokenizer").map(resolve)
     if let dir = try t.string("init") {
         for k in ["shape", "family", "hidden_size"] where t.has(k) {
-            throw ConfigFileError(t.file, "'\(t.key(k))' cannot be combined with '\(t.key("init"))'")
+            throw t.error(k, "cannot be combined with '\(t.key("init"))'")
         }
         try t.finish()
         return (.checkpoint(resolve(dir)), tok)
     }
-    guard let tok else { throw ConfigFileError(t.file, "a model trained from scratch needs '\(t.key("tokenizer"))'") }
+    guard let tok else { throw t.error("tokenizer", "missing (a model trained from scratch needs a tokenizer)") }
     let vocab = try vocabSize(tok)
     var cfg: ModelConfig
     if let s = try t.string("shape") {
         guard let shape = BuiltinShape(rawValue: s) else {
-            throw ConfigFileError(t.file, "'\(t.key("shape"))' = \"\(s)\" is not one of: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw t.error("shape", "\"\(s)\" is not one of: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         cfg = shape.config
         cfg.vocabSize = vocab

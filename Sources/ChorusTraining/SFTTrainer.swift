@@ -1,3 +1,4 @@
+import ChorusConfig
 import ChorusModel
 import ChorusTensor
 import ChorusTokenizer
@@ -219,23 +220,5 @@ public final class SFTTrainer {
             }
             return StepReport(loss: loss, tokens: tokens)
         }
-    }
-}
-
-/// One JSON object on one line with keys in the given order (metrics rows).
-public struct JSONLine {
-    public enum Value { case int(Int), double(Double), string(String), raw(String) }
-    public let text: String
-    public init(_ pairs: [(String, Value)]) {
-        text = "{" + pairs.map { k, v in
-            let s: String
-            switch v {
-            case let .int(i): s = "\(i)"
-            case let .double(d): s = d.isFinite ? "\(d)" : "null"
-            case let .string(x): s = "\"" + x.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-            case let .raw(r): s = r
-            }
-            return "\"\(k)\":\(s)"
-        }.joined(separator: ",") + "}"
     }
 }

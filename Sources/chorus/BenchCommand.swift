@@ -27,8 +27,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("decode-steps"), help: "Tokens decoded per sequence in the decode measurement.")
     var decodeSteps: Int = 32
 
-    @Option(help: "Worker threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var workers: ThreadOptions
 
     @Flag(help: "Also measure the score cache: bytes per position at k = 0/20/50 and (de)compression MB/s (~15 s).")
     var cache = false
@@ -50,7 +49,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        Parallel.configure(threads: threads)
+        workers.configure()
         let m: TransformerModel
         var name = shape
         if let dir = model {

@@ -33,19 +33,17 @@ private func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-private func directoryURL(_ path: String) -> URL { URL(fileURLWithPath: path, isDirectory: true) }
-
 struct CacheStatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
         abstract: "Records, bytes, bytes per position, ratio to float32 and per-teacher counts (JSON).")
 
-    @Argument(help: "Cache directory.") var directory: String
+    @OptionGroup var directory: CacheDirectoryArgument
     @Flag(help: "Human-readable text instead of JSON.") var human = false
 
     func run() throws {
         try reportingErrors {
-            let s = try ScoreCache(directory: directoryURL(directory), readOnly: true).stats()
+            let s = try ScoreCache(directory: directory.url, readOnly: true).stats()
             guard human else { return try printJSON(s) }
             print("records \(s.records), positions \(s.positions), record bytes \(s.recordBytes) in \(s.segments) segment(s) of \(s.segmentBytes) bytes")
             print(String(format: "%.2f bytes/position, %.2fx smaller than float32", s.bytesPerPosition, s.ratioToFloat32))
@@ -61,11 +59,11 @@ struct CacheVerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Decode every record; exit 1 if any is corrupt (torn tails from crashes are reported, exit 0).")
 
-    @Argument(help: "Cache directory.") var directory: String
+    @OptionGroup var directory: CacheDirectoryArgument
 
     func run() throws {
         try reportingErrors {
-            let report = try ScoreCache(directory: directoryURL(directory), readOnly: true).verify()
+            let report = try ScoreCache(directory: directory.url, readOnly: true).verify()
             for d in report.corrupt {
                 FileHandle.standardError.write(Data("corrupt: \(d.segment) @\(d.offset) (\(d.length) bytes)\(d.key.map { " key \($0)" } ?? ""): \(d.detail)\n".utf8))
             }
@@ -82,7 +80,7 @@ struct CacheGCCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc", abstract: "Evict least recently used records until the cache fits in --max-bytes.")
 
-    @Argument(help: "Cache directory.") var directory: String
+    @OptionGroup var directory: CacheDirectoryArgument
     @Option(help: "Size limit for the record data, in bytes.") var maxBytes: Int
 
     func validate() throws {
@@ -91,7 +89,7 @@ struct CacheGCCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try printJSON(try ScoreCache(directory: directoryURL(directory)).gc(maxBytes: maxBytes))
+            try printJSON(try ScoreCache(directory: directory.url).gc(maxBytes: maxBytes))
         }
     }
 }
@@ -100,12 +98,12 @@ struct CacheExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export", abstract: "Write every record as JSONL (docs/cache-format.md) to stdout or --output.")
 
-    @Argument(help: "Cache directory.") var directory: String
+    @OptionGroup var directory: CacheDirectoryArgument
     @Option(help: "Output file (default: standard output).") var output: String?
 
     func run() throws {
         try reportingErrors {
-            let cache = try ScoreCache(directory: directoryURL(directory), readOnly: true)
+            let cache = try ScoreCache(directory: directory.url, readOnly: true)
             let report = try output.map { try cache.export(to: URL(fileURLWithPath: $0)) }
                 ?? cache.export(toFileDescriptor: 1)
             FileHandle.standardError.write(Data("exported \(report.records) record(s)\n".utf8))
@@ -121,12 +119,12 @@ struct CacheImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import", abstract: "Store the scores of a JSONL file (docs/cache-format.md).")
 
-    @Argument(help: "Cache directory (created if missing).") var directory: String
+    @OptionGroup var directory: CacheDirectoryArgument
     @Argument(help: "JSONL file, one scored sequence per line.") var file: String
 
     func run() throws {
         try reportingErrors {
-            let cache = try ScoreCache(directory: directoryURL(directory))
+            let cache = try ScoreCache(directory: directory.url)
             try printJSON(try cache.importJSONL(from: URL(fileURLWithPath: file)))
         }
     }
@@ -154,7 +152,7 @@ struct CacheStressWriteCommand: ParsableCommand {
         commandName: "stress-write", abstract: "Write deterministic test records (for crash tests).",
         shouldDisplay: false)
 
-    @Argument(help: "Cache directory.") var directory: String
+    @OptionGroup var directory: CacheDirectoryArgument
     @Option(help: "Number of records.") var count: Int
     @Option(help: "Stream seed.") var seed: UInt64 = 1
     @Option(help: "Index of the first record.") var first: Int = 0
@@ -164,7 +162,7 @@ struct CacheStressWriteCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let cache = try ScoreCache(directory: directoryURL(directory), maxSegmentBytes: segmentBytes)
+            let cache = try ScoreCache(directory: directory.url, maxSegmentBytes: segmentBytes)
             if chunkBytes > 0 { cache.debugAppendChunks = (chunkBytes, chunkPauseUs) }
             for i in first..<(first + count) {
                 let item = CacheStress.item(seed: seed, index: i)

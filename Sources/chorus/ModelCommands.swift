@@ -8,11 +8,10 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A Hugging Face model directory (config.json + safetensors).")
     var model: String
 
-    @Option(name: .long, help: "Worker threads for kernels and BLAS (default: all cores).")
-    var threads: Int?
+    @OptionGroup var workers: ThreadOptions
 
     func load() throws -> TransformerModel {
-        Parallel.configure(threads: threads)
+        workers.configure()
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: model, isDirectory: &isDir), isDir.boolValue else {
             throw CLIError("\(model): model directory not found")

@@ -52,11 +52,10 @@ struct Score: ParsableCommand {
     @Option(name: .customLong("privileged"), help: "A privileged value for self-teacher templates, NAME=VALUE (repeatable).")
     var privileged: [String] = []
 
-    @Option(help: "Worker threads for kernels and BLAS (default: all cores).")
-    var threads: Int?
+    @OptionGroup var workers: ThreadOptions
 
     func run() throws {
-        Parallel.configure(threads: threads)
+        workers.configure()
         let ids = try parseTokenList(tokens)
         if !AggregatorFactory.names.contains(aggregator) { throw CLIError("\(AggregatorError.unknownName(aggregator))") }
         if !(progress >= 0 && progress <= 1) { throw CLIError("--progress \(progress) is outside [0, 1]") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChorusCore
 import ChorusTokenizer
 import Foundation
 
@@ -7,14 +8,13 @@ struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Encode text with a tokenizer.json (special tokens in the text are recognised).")
 
-    @Option(help: "Path to a Hugging Face tokenizer.json.")
-    var tokenizer: String
+    @OptionGroup var tokenizer: TokenizerOptions
 
     @Option(help: "The text to encode.")
     var text: String
 
     func run() throws {
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let tok = try tokenizer.load()
         let ids = tok.encode(text)
         print("{\"ids\":[" + ids.map(String.init).joined(separator: ",") + "]}")
     }
@@ -25,8 +25,7 @@ struct Detokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Decode comma-separated token ids with a tokenizer.json.")
 
-    @Option(help: "Path to a Hugging Face tokenizer.json.")
-    var tokenizer: String
+    @OptionGroup var tokenizer: TokenizerOptions
 
     @Option(help: "Comma-separated token ids, e.g. 1,2,3.")
     var ids: String
@@ -44,7 +43,7 @@ struct Detokenize: ParsableCommand {
     }
 
     func run() throws {
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let tok = try tokenizer.load()
         let text = try tok.decode(try parsedIds(), skipSpecialTokens: skipSpecialTokens)
         print("{\"text\":" + JSONText.string(text) + "}")
     }
@@ -100,8 +99,7 @@ struct BenchTokenizer: ParsableCommand {
         commandName: "bench",
         abstract: "Measure encode throughput (MB/s) on a UTF-8 text file.")
 
-    @Option(help: "Path to a Hugging Face tokenizer.json.")
-    var tokenizer: String
+    @OptionGroup var tokenizer: TokenizerOptions
 
     @Option(help: "UTF-8 text file to encode.")
     var input: String
@@ -110,7 +108,7 @@ struct BenchTokenizer: ParsableCommand {
     var repeats: Int = 3
 
     func run() throws {
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let tok = try tokenizer.load()
         guard let data = FileManager.default.contents(atPath: input),
               let text = String(validating: data, as: UTF8.self) else {
             throw ValidationError("--input: cannot read '\(input)' as UTF-8 text")

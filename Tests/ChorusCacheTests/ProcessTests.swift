@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusTestSupport
 import XCTest
 @testable import ChorusCache
@@ -22,7 +23,7 @@ final class ProcessTests: XCTestCase {
         var acknowledged = Set<Int>()
         var tornRounds = 0
         var next = 0
-        var rng = SplitMix64(seed: 2024)
+        var rng = ChorusRNG(seed: 2024)
         for round in 0..<8 {
             // Odd rounds append each frame in 256-byte pieces so the kill usually lands inside a
             // frame (a torn tail); even rounds use whole-frame writes as in real use.
@@ -32,7 +33,7 @@ final class ProcessTests: XCTestCase {
             let target = 3 + Int(rng.next() % 12)
             XCTAssertTrue(waitForStored(child, target), "round \(round): writer acknowledged nothing; stderr: \(child.errorOutput)")
             // Let it run on a little so the kill lands at a random point of a store.
-            Thread.sleep(forTimeInterval: rng.uniform() * 0.01)
+            Thread.sleep(forTimeInterval: rng.uniformDouble() * 0.01)
             kill(child.process.processIdentifier, SIGKILL)
             child.wait()
             XCTAssertEqual(child.process.terminationReason, .uncaughtSignal, "round \(round): the writer was not killed")
@@ -126,7 +127,7 @@ final class ProcessTests: XCTestCase {
 
         // A flipped byte in an earlier record: listed, exit 1, no stack trace.
         var bytes = [UInt8](full)
-        bytes[Segment.headerSize + 100] ^= 0x10
+        bytes[SegmentFile.headerSize + 100] ^= 0x10
         try Data(bytes).write(to: segment)
         (status, out, err) = try runChorus(exe, ["cache", "verify", dir.path])
         XCTAssertEqual(status, 1)

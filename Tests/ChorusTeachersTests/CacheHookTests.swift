@@ -1,4 +1,5 @@
 import ChorusCache
+import ChorusCore
 import ChorusModel
 import ChorusTeachers
 import Foundation

@@ -46,12 +46,15 @@ public struct ChorusRNG: RandomNumberGenerator, Sendable, Codable, Equatable {
     public mutating func uniformDouble() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
 
     /// A standard normal sample (Box-Muller; one of the pair is discarded to keep state simple).
-    public mutating func normal() -> Float {
+    public mutating func normalDouble() -> Double {
         var u1 = uniformDouble()
         if u1 < 1e-300 { u1 = 1e-300 }
         let u2 = uniformDouble()
-        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
+        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
     }
+
+    /// `normalDouble()` rounded to Float.
+    public mutating func normal() -> Float { Float(normalDouble()) }
 
     /// A uniform integer in 0..<n (unbiased).
     public mutating func int(below n: Int) -> Int { Int.random(in: 0..<n, using: &self) }

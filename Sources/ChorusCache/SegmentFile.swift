@@ -5,7 +5,7 @@ import Glibc
 
 /// Segment files: `segments/NNNNNNNN.seg`, each a 16-byte header then record frames appended one
 /// after another. Only the highest-numbered segment is ever appended to.
-enum Segment {
+enum SegmentFile {
     /// "CHSEG001": chorus segment, format 1.
     static let magic: [UInt8] = Array("CHSEG001".utf8)
     static let headerSize = 16
