@@ -1,20 +1,27 @@
 import ChorusModel
 import ChorusTensor
 import ChorusTraining
+import ChorusTestSupport
 import Foundation
 import XCTest
 
 enum TrainingFixtures {
     static var models: URL { Bundle.module.resourceURL!.appendingPathComponent("Fixtures/models") }
-    static let names = ["llama_untied", "qwen2_tied_bias", "qwen3_untied_qknorm"]
+    /// Head dims 8 and 12 (the scalar tails of the RoPE and attention kernels), then every
+    /// family at the production head_dim 64 and qwen3 at 128 (their SIMD branches).
+    static let names = ["llama_untied", "qwen2_tied_bias", "qwen3_untied_qknorm",
+                        "llama_hd64", "qwen2_hd64_tied_bias", "qwen3_hd64_qknorm", "qwen3_hd128_qknorm"]
     static func model(_ n: String) -> URL { models.appendingPathComponent(n) }
 
-    /// The two sequences and their per-row weights, packed.
+    /// The two sequences and their per-row weights, packed (one weight per token).
     static func batch(_ f: SafeTensorsFile) throws -> ([[Int]], [Float]) {
         var seqs: [[Int]] = [], w: [Float] = []
         for j in 0..<2 {
             seqs.append(try f.readArray("seq_\(j)").map { Int($0) })
             w += try f.readArray("w_\(j)")
+        }
+        if seqs.contains(where: { $0.count < 2 }) || w.count != seqs.reduce(0, { $0 + $1.count }) || !w.contains(where: { $0 != 0 }) {
+            throw FixtureError.noCases(f.path)
         }
         return (seqs, w)
     }
@@ -37,7 +44,7 @@ final class GradientTests: XCTestCase {
                 let expected = try f.readArray("grad." + e.name)
                 let got = Array(UnsafeBufferPointer(start: grads.data + e.offset, count: e.count))
                 let scale = expected.map(abs).max() ?? 0
-                let d = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+                let d = maxAbsDiff(got, expected)
                 XCTAssertLessThanOrEqual(d, 1e-4 + 1e-3 * scale, "\(name) \(e.name): max |Δ| \(d), max |g| \(scale)")
             }
         }
@@ -56,6 +63,7 @@ final class GradientTests: XCTestCase {
             model.trainingBackward(weights: w, tape: tape, grads: grads)
             func loss() throws -> Double {
                 let lp = try model.trainingForward(seqs, tape: tape)
+                guard lp.count == w.count else { throw FixtureError.noCases("\(name): \(lp.count) log-probs for \(w.count) weights") }
                 return -zip(lp, w).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             }
             var rng = ChorusRNG(seed: 5)
@@ -84,6 +92,8 @@ final class GradientTests: XCTestCase {
             let g = try SafeTensorsFile(path: TrainingFixtures.model(name).appendingPathComponent("grads.safetensors").path)
             let (seqs, _) = try TrainingFixtures.batch(g)
             let losses = try f.readArray("losses"), norms = try f.readArray("grad_norms"), lrs = try f.readArray("lrs")
+            XCTAssertEqual([losses.count, norms.count, lrs.count], [10, 10, 10], name)
+            if losses.count != 10 || norms.count != 10 || lrs.count != 10 { continue }
             let opt = AdamW(model: model, config: AdamWConfig(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1))
             let schedule = LRSchedule.cosine(warmup: 3, minRatio: 0.1)
             let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
@@ -104,7 +114,7 @@ final class GradientTests: XCTestCase {
             for e in model.layout.entries where !(model.config.tieWordEmbeddings && e.name == "lm_head.weight") {
                 let expected = try f.readArray("final." + e.name)
                 let got = Array(UnsafeBufferPointer(start: model.parameters.data + e.offset, count: e.count))
-                let d = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+                let d = maxAbsDiff(got, expected)
                 XCTAssertLessThan(d, 2e-3, "\(name) \(e.name) after 10 steps: max |Δ| \(d)")
             }
         }
@@ -157,20 +167,25 @@ final class OpBackwardTests: XCTestCase {
         fdCheck(rows * 2 * i, dgu) { k, h in var g = gu; g[k] += h; return J(g) }
     }
 
+    /// RoPE backward at head_dim 8 (scalar tail only), 16 and 24 (one SIMD block, then a tail)
+    /// and the production 64 and 128 (SIMD only), at positions spread over the table.
     func testRopeBackward() {
         var rng = ChorusRNG(seed: 3)
-        let d = 8, heads = 2, rows = 3, ld = heads * d
-        let table = RopeTable(headDim: d, theta: 10_000, positions: 8)
-        var pos: [Int32] = [0, 3, 7]
-        let x = (0..<(rows * ld)).map { _ in rng.normal() }, cw = (0..<(rows * ld)).map { _ in rng.normal() }
-        func J(_ x: [Float]) -> Double {
-            var y = x
-            ropeForward(&y, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
-            return zip(y, cw).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        for d in [8, 16, 24, 64, 128] {
+            let heads = 2, rows = 3, ld = heads * d
+            let table = RopeTable(headDim: d, theta: 10_000, positions: 300)
+            var pos: [Int32] = [0, 3, 257]
+            let x = (0..<(rows * ld)).map { _ in rng.normal() }, cw = (0..<(rows * ld)).map { _ in rng.normal() }
+            func J(_ x: [Float]) -> Double {
+                var y = x
+                ropeForward(&y, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
+                return zip(y, cw).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            }
+            var dx = cw
+            ropeBackward(&dx, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
+            XCTAssertEqual(dx.count, rows * ld)
+            fdCheck(rows * ld, dx) { k, h in var xx = x; xx[k] += h; return J(xx) }
         }
-        var dx = cw
-        ropeBackward(&dx, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
-        fdCheck(rows * ld, dx) { k, h in var xx = x; xx[k] += h; return J(xx) }
     }
 }
 
@@ -192,8 +207,6 @@ final class AccumulationTests: XCTestCase {
         }
         XCTAssertEqual(l1, l2, accuracy: 1e-5 * abs(l1))
         let scale = whole.array.map(abs).max()!
-        XCTAssertLessThan(maxDiff(whole.array, parts.array), 1e-5 * scale)
+        XCTAssertLessThan(maxAbsDiff(whole.array, parts.array), 1e-5 * scale)
     }
-
-    func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
 }
