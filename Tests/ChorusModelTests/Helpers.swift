@@ -11,7 +11,7 @@ enum Fixtures {
     static func model(_ name: String) -> URL { models.appendingPathComponent(name) }
     static let modelNames = [
         "llama_untied_f32", "llama_tied_bias_bf16", "qwen2_untied_f32", "qwen2_tied_f16",
-        "qwen3_tied_f32", "qwen3_untied_bf16_sharded",
+        "qwen3_tied_f32", "qwen3_untied_bf16_sharded", "llama_hd64_long_f32",
     ]
 
     /// The expected log-softmax matrices recorded by transformers: (tokens, logprobs (T, V)).
