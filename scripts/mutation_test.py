@@ -9,9 +9,9 @@ Each line of the mutations file is a JSON object:
 `from` must occur exactly once in `file` (a substring of one line); it is replaced by `to`.
 `filter` is the `swift test --filter` regex of the tests meant to catch it.
 
-The working tree (tracked and untracked, non-ignored files, plus .build so the first build is
-incremental) is copied once to a scratch directory; there each mutation is applied, the tests
-are built and the filter run, and the file is restored. Nothing in the working tree changes.
+The working tree (tracked and untracked, non-ignored files, and the resolved dependency
+checkouts under .build) is copied once to a scratch directory and built there; then each
+mutation is applied, the tests rebuilt (incrementally) and the filter run, and the file restored. Nothing in the working tree changes.
 A mutation is CAUGHT when the build succeeds and the filtered tests fail (or time out); it
 SURVIVED when they pass; NO-BUILD when the mutant does not compile (a useless mutation, not a
 catch); NOT-FOUND when `from` is not in the file exactly once (the source moved on: update the
@@ -52,9 +52,13 @@ def copy_tree(src, dst):
             continue   # deleted in the working tree
         os.makedirs(os.path.dirname(d), exist_ok=True)
         shutil.copy2(s, d)
-    build = os.path.join(src, ".build")
-    if os.path.isdir(build):
-        subprocess.run(["cp", "-a", build, os.path.join(dst, ".build")], check=True)
+    # The resolved dependency checkouts, so the scratch build needs no network. (Compiled
+    # products cannot be reused: their module caches record absolute paths.)
+    for name in ("checkouts", "repositories", "artifacts", "workspace-state.json"):
+        s = os.path.join(src, ".build", name)
+        if os.path.exists(s):
+            os.makedirs(os.path.join(dst, ".build"), exist_ok=True)
+            subprocess.run(["cp", "-a", s, os.path.join(dst, ".build", name)], check=True)
 
 
 def failing_tests(output):
