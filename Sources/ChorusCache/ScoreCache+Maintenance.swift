@@ -132,8 +132,7 @@ extension ScoreCache {
                 report.corrupt.append(CacheDamage(segment: name, offset: 0, length: min(size, SegmentFile.headerSize),
                                                   key: nil, detail: "bad segment header"))
             }
-            _ = try scanSegment(file, name: name, from: SegmentFile.headerSize, size: size, writersExcluded: true,
-                                checkBodies: false) { item in
+            _ = try scanSegment(file, name: name, from: SegmentFile.headerSize, size: size, writersExcluded: true) { item in
                 switch item {
                 case let .record(offset, length, summary):
                     let frame = try file.read(at: offset, count: length)

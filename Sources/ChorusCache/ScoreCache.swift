@@ -305,7 +305,7 @@ public final class ScoreCache: @unchecked Sendable {
             guard size > from else { scanned[number] = from; continue }
             var tornAt: Int?
             let end = try scanSegment(file, name: segmentName(number), from: from, size: size,
-                                      writersExcluded: writersExcluded && !readOnly, checkBodies: false) { item in
+                                      writersExcluded: writersExcluded && !readOnly) { item in
                 switch item {
                 case let .record(offset, length, summary):
                     index[summary.digest] = RecordLocation(segment: number, offset: offset, length: length, summary: summary)

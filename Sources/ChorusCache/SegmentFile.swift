@@ -74,7 +74,8 @@ enum SegmentFile {
 
 /// One thing found while walking a segment.
 enum ScanItem {
-    /// A frame whose header is valid (its body is checked only when the scan says so).
+    /// A frame whose header and summary are readable. Its body checksum is not checked here:
+    /// `RecordFrame.decode` checks it on every lookup, and `verify` decodes every frame.
     case record(offset: Int, length: Int, summary: FrameSummary)
     /// Bytes that are not a valid frame, or a frame whose body failed its check.
     case corrupt(offset: Int, length: Int, detail: String, digest: [UInt8]?)
@@ -87,7 +88,7 @@ enum ScanItem {
 /// stops before it. Returns the offset where the walk stopped: the end of the last complete frame
 /// or corrupt region, which is where a later walk resumes (and where a torn tail is cut).
 func scanSegment(_ file: FileDescriptor, name: String, from start: Int, size: Int, writersExcluded: Bool,
-                 checkBodies: Bool, visit: (ScanItem) throws -> Void) throws -> Int {
+                 visit: (ScanItem) throws -> Void) throws -> Int {
     var offset = start
     while offset < size {
         let remaining = size - offset
@@ -106,15 +107,6 @@ func scanSegment(_ file: FileDescriptor, name: String, from start: Int, size: In
                 try visit(.corrupt(offset: offset, length: header.totalLength, detail: "unreadable record summary", digest: nil))
                 offset += header.totalLength
                 continue
-            }
-            if checkBodies {
-                let frame = try file.read(at: offset, count: header.totalLength)
-                if !RecordFrame.bodyChecksumMatches(frame, at: 0, header: header) {
-                    try visit(.corrupt(offset: offset, length: header.totalLength, detail: "body checksum mismatch",
-                                       digest: summary.digest))
-                    offset += header.totalLength
-                    continue
-                }
             }
             try visit(.record(offset: offset, length: header.totalLength, summary: summary))
             offset += header.totalLength

@@ -79,12 +79,14 @@ public final class RunDirectory {
         try AtomicFile.write(json, to: url.appendingPathComponent("run.json"))
     }
 
-    /// The newest complete checkpoint, if any.
+    /// The checkpoint `checkpoints/latest` names, if any. `latest` is written only after its
+    /// checkpoint is complete, so the one it names is returned even when it has since gone
+    /// missing or lost files: loading it then fails naming it, rather than silently starting
+    /// the run over from step 0.
     public func latestCheckpoint() -> URL? {
         guard let name = try? String(contentsOf: checkpoints.appendingPathComponent("latest"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty else { return nil }
-        let u = checkpoints.appendingPathComponent(name)
-        return FileManager.default.fileExists(atPath: u.appendingPathComponent("state.json").path) ? u : nil
+        return checkpoints.appendingPathComponent(name)
     }
 
     /// Saves model, tokenizer, optimizer and state as checkpoint `step`, atomically; keeps the

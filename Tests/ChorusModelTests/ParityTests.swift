@@ -79,6 +79,41 @@ final class ParityTests: XCTestCase {
         }
     }
 
+    /// Past the 256 positions a model's RoPE table starts with: the full forward (above, in
+    /// testEveryFamilyMatchesTransformers), KV-cache decoding that grows the table mid-way, and
+    /// the training forward all match transformers on a 300-token sequence at head_dim 64.
+    func testSequencesLongerThanTheRopeTable() throws {
+        let name = "llama_hd64_long_f32"
+        let model = try TransformerModel.load(directory: Fixtures.model(name))
+        XCTAssertEqual(model.config.headDim, 64)
+        XCTAssertEqual(model.rope.positions, 256, "the table a model starts with")
+        let cases = try Fixtures.expected(name)
+        let (tokens, expected) = try XCTUnwrap(cases.first { $0.0.count > 256 })
+        XCTAssertEqual(tokens.count, 300)
+        let V = model.config.vocabSize
+        // KV cache: prefill 250 positions, then decode one token at a time across 256.
+        let cache = KVCache(config: model.config, capacity: tokens.count)
+        let ws = ForwardWorkspace(), scratch = model.makeHeadScratch()
+        var got: [Float] = []
+        var h = try model.forwardHidden([PackedSequence(tokens: Array(tokens[..<250]), cache: cache)], workspace: ws)
+        got += model.logProbabilities(hidden: h, rows: Array(0..<250), scratch: scratch).array
+        for t in 250..<tokens.count {
+            h = try model.forwardHidden([PackedSequence(tokens: [tokens[t]], cache: cache)], workspace: ws)
+            got += model.logProbabilities(hidden: h, rows: [0], scratch: scratch).array
+        }
+        withExtendedLifetime(ws) {}   // h pointed into it
+        XCTAssertGreaterThanOrEqual(model.rope.positions, 300)
+        let d = maxAbsDiff(got, expected)
+        XCTAssertLessThan(d, 1e-4, "KV-cache decoding past the table: max |Δ| \(d)")
+        // Training forward (a fresh model, so its table is grown by the training pass itself).
+        let fresh = try TransformerModel.load(directory: Fixtures.model(name))
+        let lp = try fresh.trainingForward([TrainingSequence(tokens: tokens, promptLength: 1)], tape: TrainingTape()).logprobs[0]
+        XCTAssertEqual(lp.count, tokens.count - 1)
+        let next = (0..<(tokens.count - 1)).map { expected[$0 * V + tokens[$0 + 1]] }
+        let dt = maxAbsDiff(lp, next)
+        XCTAssertLessThan(dt, 1e-4, "training forward past the table: max |Δ| \(dt)")
+    }
+
     /// Scores (logprob of the actual next token, entropy, top-k) agree with the full vectors.
     func testScoreSequenceAgreesWithFullDistribution() throws {
         let name = "llama_untied_f32"

@@ -72,3 +72,22 @@ public func assertThrows<T>(_ body: @autoclosure () throws -> T, containing frag
         XCTAssertFalse(msg.contains("\n"), "error message must be one line: \(msg)", file: file, line: line)
     }
 }
+
+/// Largest absolute difference of two arrays, asserting equal lengths first (a `zip` over
+/// arrays of different lengths would silently compare only the common prefix). Returns
+/// infinity on a length mismatch or where exactly one side is NaN.
+public func maxAbsDiff(_ a: [Float], _ b: [Float], file: StaticString = #filePath, line: UInt = #line) -> Float {
+    XCTAssertEqual(a.count, b.count, "length mismatch", file: file, line: line)
+    if a.count != b.count { return .infinity }
+    var m: Float = 0
+    for (x, y) in zip(a, b) { m = max(m, abs(x - y)); if x.isNaN != y.isNaN { return .infinity } }
+    return m
+}
+
+/// A committed fixture that holds no cases (an empty expected file must not pass).
+public enum FixtureError: Error, CustomStringConvertible {
+    case noCases(String)
+    public var description: String {
+        switch self { case let .noCases(p): return "\(p): the fixture holds no cases (regenerate it with its make_fixtures.py)" }
+    }
+}

@@ -1,12 +1,16 @@
 import ChorusModel
 import ChorusTensor
 import ChorusTraining
+import ChorusTestSupport
 import Foundation
 import XCTest
 
 enum TrainingFixtures {
     static var models: URL { Bundle.module.resourceURL!.appendingPathComponent("Fixtures/models") }
-    static let names = ["llama_untied", "qwen2_tied_bias", "qwen3_untied_qknorm"]
+    /// Head dims 8 and 12 (the scalar tails of the RoPE and attention kernels), then every
+    /// family at the production head_dim 64 and qwen3 at 128 (their SIMD branches).
+    static let names = ["llama_untied", "qwen2_tied_bias", "qwen3_untied_qknorm",
+                        "llama_hd64", "qwen2_hd64_tied_bias", "qwen3_hd64_qknorm", "qwen3_hd128_qknorm"]
     static func model(_ n: String) -> URL { models.appendingPathComponent(n) }
 
     /// The two sequences (the first token as the prompt, the rest as the response) and their
@@ -21,6 +25,10 @@ enum TrainingFixtures {
             XCTAssertEqual(rowWeights.last, 0, "the last row has no target")
             seqs.append(TrainingSequence(tokens: tokens, promptLength: 1))
             w.append(Array(rowWeights.dropLast()))
+        }
+        if seqs.contains(where: { $0.tokens.count < 2 }) || w.map(\.count) != seqs.map(\.responseLength)
+            || !w.joined().contains(where: { $0 != 0 }) {
+            throw FixtureError.noCases(f.path)
         }
         return (seqs, w)
     }
@@ -43,7 +51,7 @@ final class GradientTests: XCTestCase {
                 let expected = try f.readArray("grad." + e.name)
                 let got = Array(UnsafeBufferPointer(start: grads.data + e.offset, count: e.count))
                 let scale = expected.map(abs).max() ?? 0
-                let d = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+                let d = maxAbsDiff(got, expected)
                 XCTAssertLessThanOrEqual(d, 1e-4 + 1e-3 * scale, "\(name) \(e.name): max |Δ| \(d), max |g| \(scale)")
             }
         }
@@ -62,6 +70,7 @@ final class GradientTests: XCTestCase {
             model.trainingBackward(TokenObjective(weights: w), tape: tape, grads: grads)
             func loss() throws -> Double {
                 let lp = try model.trainingForward(seqs, tape: tape).logprobs
+                guard lp.map(\.count) == w.map(\.count) else { throw FixtureError.noCases("\(name): \(lp.map(\.count)) log-probs for \(w.map(\.count)) weights") }
                 return -zip(lp.joined(), w.joined()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             }
             var rng = ChorusRNG(seed: 5)
@@ -90,6 +99,8 @@ final class GradientTests: XCTestCase {
             let g = try SafeTensorsFile(path: TrainingFixtures.model(name).appendingPathComponent("grads.safetensors").path)
             let (seqs, _) = try TrainingFixtures.batch(g)
             let losses = try f.readArray("losses"), norms = try f.readArray("grad_norms"), lrs = try f.readArray("lrs")
+            XCTAssertEqual([losses.count, norms.count, lrs.count], [10, 10, 10], name)
+            if losses.count != 10 || norms.count != 10 || lrs.count != 10 { continue }
             let opt = AdamW(model: model, config: AdamWConfig(beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1))
             let schedule = LRSchedule.cosine(warmup: 3, minRatio: 0.1)
             let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
@@ -109,7 +120,7 @@ final class GradientTests: XCTestCase {
             for e in model.layout.entries where !(model.config.tieWordEmbeddings && e.name == "lm_head.weight") {
                 let expected = try f.readArray("final." + e.name)
                 let got = Array(UnsafeBufferPointer(start: model.parameters.data + e.offset, count: e.count))
-                let d = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+                let d = maxAbsDiff(got, expected)
                 XCTAssertLessThan(d, 2e-3, "\(name) \(e.name) after 10 steps: max |Δ| \(d)")
             }
         }
@@ -162,20 +173,25 @@ final class OpBackwardTests: XCTestCase {
         fdCheck(rows * 2 * i, dgu) { k, h in var g = gu; g[k] += h; return J(g) }
     }
 
+    /// RoPE backward at head_dim 8 (scalar tail only), 16 and 24 (one SIMD block, then a tail)
+    /// and the production 64 and 128 (SIMD only), at positions spread over the table.
     func testRopeBackward() {
         var rng = ChorusRNG(seed: 3)
-        let d = 8, heads = 2, rows = 3, ld = heads * d
-        let table = RopeTable(headDim: d, theta: 10_000, positions: 8)
-        var pos: [Int32] = [0, 3, 7]
-        let x = (0..<(rows * ld)).map { _ in rng.normal() }, cw = (0..<(rows * ld)).map { _ in rng.normal() }
-        func J(_ x: [Float]) -> Double {
-            var y = x
-            ropeForward(&y, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
-            return zip(y, cw).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        for d in [8, 16, 24, 64, 128] {
+            let heads = 2, rows = 3, ld = heads * d
+            let table = RopeTable(headDim: d, theta: 10_000, positions: 300)
+            var pos: [Int32] = [0, 3, 257]
+            let x = (0..<(rows * ld)).map { _ in rng.normal() }, cw = (0..<(rows * ld)).map { _ in rng.normal() }
+            func J(_ x: [Float]) -> Double {
+                var y = x
+                ropeForward(&y, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
+                return zip(y, cw).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            }
+            var dx = cw
+            ropeBackward(&dx, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
+            XCTAssertEqual(dx.count, rows * ld)
+            fdCheck(rows * ld, dx) { k, h in var xx = x; xx[k] += h; return J(xx) }
         }
-        var dx = cw
-        ropeBackward(&dx, rows: rows, ld: ld, heads: heads, headDim: d, positions: &pos, table: table)
-        fdCheck(rows * ld, dx) { k, h in var xx = x; xx[k] += h; return J(xx) }
     }
 }
 
@@ -196,8 +212,6 @@ final class AccumulationTests: XCTestCase {
         }
         XCTAssertEqual(l1, l2, accuracy: 1e-5 * abs(l1))
         let scale = whole.array.map(abs).max()!
-        XCTAssertLessThan(maxDiff(whole.array, parts.array), 1e-5 * scale)
+        XCTAssertLessThan(maxAbsDiff(whole.array, parts.array), 1e-5 * scale)
     }
-
-    func maxDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
 }

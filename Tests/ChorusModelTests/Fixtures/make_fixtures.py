@@ -6,7 +6,9 @@ Run from anywhere with a venv holding torch, transformers and safetensors (from 
     /tmp/venv/bin/python Tests/ChorusModelTests/Fixtures/make_fixtures.py
 
 For each tiny random model (llama / qwen2 / qwen3; GQA; tied and untied heads; Qwen2 q/k/v
-bias; Qwen3 q/k norm with an explicit head_dim; f32, bf16, f16 and sharded files) it writes a
+bias; Qwen3 q/k norm with an explicit head_dim; f32, bf16, f16 and sharded files; one llama at
+head_dim 64 that also scores a 300-token sequence, past the 256 positions of the RoPE table a
+model precomputes) it writes a
 Hugging Face directory `models/<name>/` and `models/<name>/expected.safetensors` holding, for
 each test sequence i, `tokens_i` (as float) and `logprobs_i`: transformers' log_softmax of the
 logits at every position, (T, V), computed in float32 from the weights as stored.
@@ -44,6 +46,10 @@ MODELS = [
     ("qwen3_tied_f32", "qwen3", common(tie_word_embeddings=True, head_dim=16), torch.float32, False, False),
     ("qwen3_untied_bf16_sharded", "qwen3", common(tie_word_embeddings=False, head_dim=8, num_hidden_layers=3,
                                                    rope_theta=1000000.0), torch.bfloat16, True, False),
+    # Appended, so the models above keep their seeds and bytes.
+    ("llama_hd64_long_f32", "llama", common(tie_word_embeddings=False, hidden_size=128, intermediate_size=32,
+                                            num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=1,
+                                            max_position_embeddings=512), torch.float32, False, False),
 ]
 
 SEQUENCES = [
@@ -51,6 +57,11 @@ SEQUENCES = [
     list(range(1, 71, 1)),   # 70 positions: crosses the 64-row attention block
     [11],
 ]
+
+# Extra sequences for some models: 300 positions, beyond the precomputed RoPE table (256).
+EXTRA_SEQUENCES = {
+    "llama_hd64_long_f32": [[(7 * i * i + 3 * i + 1) % V for i in range(300)]],
+}
 
 
 def build(family, kw):
@@ -101,7 +112,7 @@ def main():
         ref.eval()
         tensors = {}
         with torch.no_grad():
-            for j, seq in enumerate(SEQUENCES):
+            for j, seq in enumerate(SEQUENCES + EXTRA_SEQUENCES.get(name, [])):
                 ids = torch.tensor([seq])
                 logits = ref(input_ids=ids).logits[0].float()
                 tensors[f"tokens_{j}"] = torch.tensor(seq, dtype=torch.float32)

@@ -17,6 +17,16 @@ Run from this directory with the venv's Python. Order:
        texts in swift_trained_golden.json. The Swift tests retrain from train_corpus.txt, check
        the file is byte-identical and that Swift's ids equal HF's.
 
+Step 1 also writes bpe_reference.json, the independent reference for the Swift BPE trainer:
+HF `BpeTrainer`'s merges for the Qwen2 layout Chorus trains (same normalizer, pre-tokenizer,
+byte alphabet, special tokens, vocab size and min frequency), each corpus given as one text:
+  "plain":   a printable-ASCII corpus without whitespace, where HF's id order (byte-level
+             characters by code point) and Chorus's (bytes) agree, so the merges must be equal;
+  "natural": train_corpus.txt (spaces, newlines, Unicode), where the two orders differ for
+             whitespace and non-ASCII bytes, so ties may legitimately be broken differently;
+             it also holds HF's pre-tokenized words with their counts, for the property test
+             of the merge rule (each merge is the most frequent pair, ties documented).
+
 Everything is deterministic (fixed seeds, no network).
 """
 import json
@@ -197,6 +207,38 @@ def make_gpt2(corpus):
     return tok
 
 
+def plain_corpus():
+    rng = random.Random(99)
+    syll = ["ka", "ri", "to", "ne", "su", "mo", "la", "pe", "di", "zu", "qua", "xo"]
+    words = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 4))) for _ in range(60)]
+    seps = [",", ";", ".", "-", "+", "/", ":", "(", ")", "!", "?", "="]
+    return "".join(rng.choice(words) + rng.choice(seps) for _ in range(2500))
+
+
+def bpe_reference(corpus, vocab_size, special, min_frequency, with_words):
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([corpus], trainer)
+    doc = json.loads(tok.to_str())
+    out = {"vocab_size": vocab_size, "min_frequency": min_frequency, "special_tokens": special,
+           "hf_vocab_size": tok.get_vocab_size(), "merges": [[a, b] for a, b in doc["model"]["merges"]]}
+    if with_words:
+        counts = {}
+        for piece, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(corpus)):
+            counts[piece] = counts.get(piece, 0) + 1
+        out["words"] = sorted([w, c] for w, c in counts.items())
+    else:
+        out["corpus"] = corpus
+    return out
+
+
 def save(tok, name):
     # Compact JSON keeps the fixtures small; Chorus reads either layout.
     with open(name, "w", encoding="utf-8") as f:
@@ -216,6 +258,10 @@ def main():
         golden[name] = record(tok, texts)
     with open("golden.json", "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=False, separators=(",", ":"))
+    ref = {"plain": bpe_reference(plain_corpus(), 420, ["<|endoftext|>"], 2, False),
+           "natural": bpe_reference(corpus, 700, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], 2, True)}
+    with open("bpe_reference.json", "w", encoding="utf-8") as f:
+        json.dump(ref, f, ensure_ascii=False, separators=(",", ":"))
 
     if "--chorus" in sys.argv:
         chorus = sys.argv[sys.argv.index("--chorus") + 1]

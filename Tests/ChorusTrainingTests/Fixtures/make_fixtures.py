@@ -5,7 +5,8 @@
     /tmp/venv/bin/python Tests/ChorusTrainingTests/Fixtures/make_fixtures.py
 
 For each tiny random model (llama untied, qwen2 tied with q/k/v bias, qwen3 untied with q/k
-norm and explicit head_dim; all with GQA) it writes `models/<name>/` (HF directory, float32) and
+norm and explicit head_dim; all with GQA; each family again at the production head_dim 64, and
+qwen3 at head_dim 128, where the SIMD branches of the RoPE and attention kernels run) it writes `models/<name>/` (HF directory, float32) and
 `models/<name>/grads.safetensors` with:
   seq_0, seq_1          the two training sequences (different lengths, as float)
   w_0, w_1              per-position weights w_t for predicting token t+1 (last one 0)
@@ -33,6 +34,19 @@ MODELS = [
     ("llama_untied", LlamaForCausalLM, LlamaConfig, dict(tie_word_embeddings=False)),
     ("qwen2_tied_bias", Qwen2ForCausalLM, Qwen2Config, dict(tie_word_embeddings=True)),
     ("qwen3_untied_qknorm", Qwen3ForCausalLM, Qwen3Config, dict(tie_word_embeddings=False, head_dim=12)),
+    # Production head sizes (appended, so the models above keep their seeds and bytes).
+    ("llama_hd64", LlamaForCausalLM, LlamaConfig,
+     dict(tie_word_embeddings=False, hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
+          num_hidden_layers=1, intermediate_size=32)),
+    ("qwen2_hd64_tied_bias", Qwen2ForCausalLM, Qwen2Config,
+     dict(tie_word_embeddings=True, hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
+          num_hidden_layers=1, intermediate_size=32)),
+    ("qwen3_hd64_qknorm", Qwen3ForCausalLM, Qwen3Config,
+     dict(tie_word_embeddings=False, hidden_size=64, num_attention_heads=2, num_key_value_heads=1,
+          head_dim=64, num_hidden_layers=2, intermediate_size=32)),
+    ("qwen3_hd128_qknorm", Qwen3ForCausalLM, Qwen3Config,
+     dict(tie_word_embeddings=True, hidden_size=64, num_attention_heads=2, num_key_value_heads=1,
+          head_dim=128, num_hidden_layers=1, intermediate_size=32)),
 ]
 
 SEQS = [[3, 17, 5, 60, 22, 22, 9, 41, 0, 63, 7, 12], [8, 1, 44, 30, 30, 2, 19]]
