@@ -118,6 +118,16 @@ public final class ConfigTable {
         return d
     }
 
+    /// An array of finite numbers (integers accepted).
+    public func doubles(_ k: String) throws -> [Double]? {
+        guard let v = value(k) else { return nil }
+        guard let a = v.array else { throw error(k, "must be an array of numbers") }
+        return try a.enumerated().map { i, e in
+            guard let d = e.double ?? e.int.map(Double.init), d.isFinite else { throw error(k, "element \(i) must be a finite number") }
+            return d
+        }
+    }
+
     /// A boolean value.
     public func bool(_ k: String) throws -> Bool? {
         guard let v = value(k) else { return nil }

@@ -32,6 +32,12 @@ public struct ResponseScores: Sendable {
     public var logprobs: [[Float]]
     /// Per sequence, per response token.
     public var entropy: [[Float]]
+
+    /// Scores of a batch (empty to accumulate micro-batches into).
+    public init(logprobs: [[Float]] = [], entropy: [[Float]] = []) {
+        self.logprobs = logprobs
+        self.entropy = entropy
+    }
 }
 
 /// One row of LM-head logits handed to a `LogitObjective`: the row that predicts response
@@ -49,6 +55,12 @@ public struct LogitRow {
     public let vocabSize: Int
     /// log Σ_j exp(z_j), so log p_j = z_j − logSumExp.
     public let logSumExp: Float
+
+    /// A row handed to an objective (the backward pass makes these; tests may too).
+    public init(sequence: Int, position: Int, target: Int, values: UnsafeMutablePointer<Float>, vocabSize: Int, logSumExp: Float) {
+        self.sequence = sequence; self.position = position; self.target = target
+        self.values = values; self.vocabSize = vocabSize; self.logSumExp = logSumExp
+    }
 }
 
 /// A training loss, entering the backward pass as the gradient of each logits row.

@@ -17,7 +17,8 @@ public struct OptimizationConfig: Equatable {
     public var steps: Int = 100
     /// Sequences per optimizer step.
     public var batchSize: Int = 8
-    /// Sequences per forward/backward; gradients accumulate over batchSize / microBatch passes.
+    /// Sequences per forward/backward; gradients accumulate over batchSize / microBatch passes
+    /// (on-policy: 0 = the whole batch in one pass).
     public var microBatch: Int = 8
     /// Peak learning rate.
     public var lr: Double = 3e-4
@@ -38,14 +39,23 @@ public struct OptimizationConfig: Equatable {
 
     public init() {}
 
+    /// Which trainer reads `[train]`: the on-policy trainer's batch is its rollouts (P × G),
+    /// so it has no `batch_size`, and `micro_batch` defaults to the whole batch.
+    enum Trainer { case sft, onPolicy }
+
     /// Reads `[train]`.
-    static func read(_ t: ConfigTable?) throws -> OptimizationConfig {
+    static func read(_ t: ConfigTable?, trainer: Trainer = .sft) throws -> OptimizationConfig {
         var o = OptimizationConfig()
+        if trainer == .onPolicy { o.microBatch = 0 }
         guard let t else { return o }
         o.steps = try t.int("steps", min: 1) ?? o.steps
-        o.batchSize = try t.int("batch_size", min: 1) ?? o.batchSize
-        o.microBatch = try t.int("micro_batch", min: 1) ?? min(o.batchSize, 8)
-        if o.batchSize % o.microBatch != 0 {
+        if trainer == .sft {
+            o.batchSize = try t.int("batch_size", min: 1) ?? o.batchSize
+            o.microBatch = try t.int("micro_batch", min: 1) ?? min(o.batchSize, 8)
+        } else {
+            o.microBatch = try t.int("micro_batch", min: 1) ?? 0
+        }
+        if trainer == .sft && o.batchSize % o.microBatch != 0 {
             throw t.error("batch_size", "\(o.batchSize) must be a multiple of micro_batch (\(o.microBatch))")
         }
         o.lr = try t.double("lr", min: 0) ?? o.lr

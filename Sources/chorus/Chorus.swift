@@ -12,6 +12,7 @@ struct Chorus: ParsableCommand {
             Bench.self,
             Convert.self,
             SFT.self,
+            Train.self,
             Tokenize.self,
             Detokenize.self,
             TokenizerCommand.self,

@@ -1,0 +1,209 @@
+import ChorusConfig
+import ChorusModel
+import ChorusTeachers
+import Foundation
+
+/// A `chorus train` run file (on-policy distillation). Every table but `[model]`, `[teachers]`
+/// and `[data]` is optional; unknown keys and out-of-range values are errors naming the key.
+///
+///     [model]       init = "DIR"                      the student (HF directory with tokenizer.json)
+///     [teachers]    pool = "pool.toml", aggregator = "arithmetic", self_teacher = "frozen" | "follow",
+///                   cache = "DIR", boundaries = [..] (hard switch), soft_switch_log_space = false
+///     [data]        prompts = "file.jsonl" ({"prompt": ..., "answer": ..., other string fields}),
+///                   epochs = N (instead of train.steps)
+///     [rollout]     group_size = 4, prompts_per_step = 8, temperature = 1.0, top_p = 1.0,
+///                   max_tokens = 64, precision = "f32" | "bf16" | "f16"
+///     [objective]   divergence = "reverse-kl" | "forward-kl" | "jensen-shannon" | "hellinger" |
+///                   "tsallis" | "naive-k3", tsallis_alpha = 0.5, full_vocabulary = false,
+///                   gamma = 0.0, coefficient = 1.0, clip = 0 (off), whitening = "none" |
+///                   "sample" | "group" | "batch", loss = "token-mean" | "sequence-mean",
+///                   entropy_bonus = 0.0
+///     [correction]  mode = "mask" | "truncate" | "none", lo = 0.5, hi = 2.0
+///     [filter]      by = "none" | "kl" | "student-entropy" | "teacher-entropy", min = 0.0, max = 1.0
+///     [train]       steps, lr, schedule, warmup, min_lr_ratio, weight_decay, beta1, beta2, eps,
+///                   grad_clip, seed, threads, checkpoint_every, log_every, micro_batch
+///     [eval]        data = "file.jsonl", every = 10, k = 4, problems = 0 (all), temperature = 0.0,
+///                   top_p = 1.0, max_tokens = (rollout.max_tokens)
+///     [output]      dir = "runs/opd", keep_checkpoints = 2
+///
+/// Relative paths are relative to the run file.
+public struct OnPolicyConfig {
+    public var student: URL
+    public var pool: URL
+    public var aggregator: String
+    public var followSelfTeacher: Bool
+    public var cache: URL?
+    public var boundaries: [Double]?
+    public var softSwitchLogSpace: Bool
+    public var prompts: URL
+    public var epochs: Double?
+    public var groupSize: Int
+    public var promptsPerStep: Int
+    public var temperature: Double
+    public var topP: Double
+    public var maxTokens: Int
+    public var precision: SamplingPrecision
+    public var divergence: Divergence
+    public var fullVocabulary: Bool
+    public var gamma: Double
+    public var coefficient: Double
+    public var clip: Double
+    public var whitening: Whitening
+    public var loss: LossAggregation
+    public var entropyBonus: Double
+    public var correction: CorrectionMode
+    public var correctionLo: Double
+    public var correctionHi: Double
+    public var filter: FilterScore?
+    public var filterMin: Double
+    public var filterMax: Double
+    public var opt: OptimizationConfig
+    public var eval: EvalSettings?
+    public var outputDir: URL
+    public var keepCheckpoints: Int
+    /// The run file text (recorded in the run directory).
+    public var text: String
+
+    /// Evaluation during training.
+    public struct EvalSettings {
+        public var data: URL
+        public var every: Int
+        public var k: Int
+        public var problems: Int?
+        public var temperature: Double
+        public var topP: Double
+        public var maxTokens: Int
+    }
+
+    /// Parses and validates a run file; `overrides` are `--set key=value` pairs applied first.
+    public init(contentsOf url: URL, overrides: [String] = []) throws {
+        guard var text = try? String(contentsOf: url, encoding: .utf8) else { throw ConfigFileError(url.path, "cannot read file") }
+        text = try applyOverrides(overrides, to: text, file: url.path)
+        try self.init(text: text, file: url.path, base: url.deletingLastPathComponent())
+    }
+
+    public init(text: String, file: String, base: URL) throws {
+        self.text = text
+        func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
+        let root = try ConfigTable(string: text, file: file)
+        let m = try root.required("[model]", try root.table("model"))
+        student = resolve(try m.required("init", try m.string("init")))
+        try m.finish()
+
+        let t = try root.required("[teachers]", try root.table("teachers"))
+        pool = resolve(try t.required("pool", try t.string("pool")))
+        aggregator = try t.choice("aggregator", AggregatorFactory.names) ?? "arithmetic"
+        followSelfTeacher = (try t.choice("self_teacher", ["frozen", "follow"]) ?? "frozen") == "follow"
+        cache = try t.string("cache").map(resolve)
+        boundaries = try t.doubles("boundaries")
+        softSwitchLogSpace = try t.bool("soft_switch_log_space") ?? false
+        try t.finish()
+
+        let d = try root.required("[data]", try root.table("data"))
+        prompts = resolve(try d.required("prompts", try d.string("prompts")))
+        epochs = try d.double("epochs", min: 1e-9)
+        try d.finish()
+
+        let r = try root.table("rollout")
+        groupSize = try r?.int("group_size", min: 1, max: 4096) ?? 4
+        promptsPerStep = try r?.int("prompts_per_step", min: 1, max: 65_536) ?? 8
+        temperature = try r?.double("temperature", min: 0, max: 100) ?? 1
+        topP = try r?.double("top_p", min: 1e-6, max: 1) ?? 1
+        maxTokens = try r?.int("max_tokens", min: 1, max: 1 << 20) ?? 64
+        precision = SamplingPrecision(rawValue: try r?.choice("precision", SamplingPrecision.allCases.map(\.rawValue)) ?? "f32")!
+        try r?.finish()
+
+        let o = try root.table("objective")
+        let alpha = try o?.double("tsallis_alpha", min: -100, max: 100) ?? 0.5
+        let dname = try o?.choice("divergence", Divergence.names) ?? "reverse-kl"
+        if dname == "tsallis" && abs(alpha - 1) < 1e-9 { throw o!.error("tsallis_alpha", "must not be 1 (the limit is the reverse KL: use divergence = \"reverse-kl\")") }
+        divergence = Divergence(name: dname, alpha: alpha)!
+        fullVocabulary = try o?.bool("full_vocabulary") ?? false
+        gamma = try o?.double("gamma", min: 0, max: 1) ?? 0
+        coefficient = try o?.double("coefficient", min: 0, max: 1e6) ?? 1
+        clip = try o?.double("clip", min: 0) ?? 0
+        whitening = Whitening(rawValue: try o?.choice("whitening", Whitening.allCases.map(\.rawValue)) ?? "none")!
+        loss = LossAggregation(rawValue: try o?.choice("loss", LossAggregation.allCases.map(\.rawValue)) ?? "token-mean")!
+        entropyBonus = try o?.double("entropy_bonus", min: 0, max: 100) ?? 0
+        if fullVocabulary {
+            if divergence == .naiveK3 { throw o!.error("full_vocabulary", "naive-k3 is a sampled-token ablation with no full-vocabulary form") }
+            for (k, set) in [("gamma", gamma != 0), ("whitening", whitening != .none), ("entropy_bonus", entropyBonus != 0), ("clip", clip != 0)] where set {
+                throw o!.error(k, "applies to the sampled-token estimate only; remove it or set full_vocabulary = false")
+            }
+        }
+        try o?.finish()
+
+        let c = try root.table("correction")
+        correction = CorrectionMode(rawValue: try c?.choice("mode", CorrectionMode.allCases.map(\.rawValue)) ?? "mask")!
+        correctionLo = try c?.double("lo", min: 0) ?? 0.5
+        correctionHi = try c?.double("hi", min: 0) ?? 2.0
+        if correctionLo > correctionHi { throw c!.error("lo", "must be <= hi (\(correctionLo) > \(correctionHi))") }
+        try c?.finish()
+
+        let f = try root.table("filter")
+        let by = try f?.choice("by", ["none"] + FilterScore.allCases.map(\.rawValue)) ?? "none"
+        filter = FilterScore(rawValue: by)
+        filterMin = try f?.double("min", min: 0, max: 1) ?? 0
+        filterMax = try f?.double("max", min: 0, max: 1) ?? 1
+        if filterMin > filterMax { throw f!.error("min", "must be <= max (\(filterMin) > \(filterMax))") }
+        try f?.finish()
+
+        let tr = try root.table("train")
+        if epochs != nil && tr?.has("steps") == true { throw tr!.error("steps", "give either train.steps or data.epochs, not both") }
+        opt = try OptimizationConfig.read(tr, trainer: .onPolicy)
+
+        if let e = try root.table("eval") {
+            eval = EvalSettings(
+                data: resolve(try e.required("data", try e.string("data"))),
+                every: try e.int("every", min: 1) ?? 10, k: try e.int("k", min: 1, max: 1024) ?? 4,
+                problems: try e.int("problems", min: 1), temperature: try e.double("temperature", min: 0, max: 100) ?? 0,
+                topP: try e.double("top_p", min: 1e-6, max: 1) ?? 1, maxTokens: try e.int("max_tokens", min: 1, max: 1 << 20) ?? maxTokens)
+            try e.finish()
+        }
+        let out = try root.table("output")
+        outputDir = resolve(try out?.string("dir") ?? "runs/opd")
+        keepCheckpoints = try out?.int("keep_checkpoints", min: 1) ?? 2
+        try out?.finish()
+        try root.finish()
+    }
+
+    /// Sequences per step (P × G).
+    public var rolloutsPerStep: Int { promptsPerStep * groupSize }
+}
+
+/// The weights the sampler uses: the learner's f32 weights or a copy rounded to bf16 / f16
+/// (faster storage on real engines; here it makes the rollout/learner mismatch that the
+/// correction exists for).
+public enum SamplingPrecision: String, Sendable, CaseIterable {
+    case f32, bf16, f16
+}
+
+/// Applies `--set section.key=value` overrides to run-file text: the value replaces the key's
+/// line in its table (or is appended to the table, or a new table). Values are TOML literals
+/// (`3`, `1e-4`, `"cosine"`, `true`).
+public func applyOverrides(_ overrides: [String], to text: String, file: String) throws -> String {
+    var lines = text.components(separatedBy: "\n")
+    for o in overrides {
+        guard let eq = o.firstIndex(of: "="), let dot = o[..<eq].lastIndex(of: ".") else {
+            throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE (e.g. train.lr=1e-4)")
+        }
+        let section = String(o[..<dot]).trimmingCharacters(in: .whitespaces)
+        let key = String(o[o.index(after: dot)..<eq]).trimmingCharacters(in: .whitespaces)
+        let value = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
+        if section.isEmpty || key.isEmpty || value.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
+        let header = "[\(section)]"
+        var start: Int?
+        for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces) == header { start = i }
+        guard let s = start else { lines += ["", header, "\(key) = \(value)"]; continue }
+        var end = lines.count, replaced = false
+        for i in (s + 1)..<lines.count where lines[i].trimmingCharacters(in: .whitespaces).hasPrefix("[") { end = i; break }
+        for i in (s + 1)..<end {
+            let l = lines[i].trimmingCharacters(in: .whitespaces)
+            if l.hasPrefix(key), l.dropFirst(key.count).trimmingCharacters(in: .whitespaces).hasPrefix("=") {
+                lines[i] = "\(key) = \(value)"; replaced = true
+            }
+        }
+        if !replaced { lines.insert("\(key) = \(value)", at: s + 1) }
+    }
+    return lines.joined(separator: "\n")
+}

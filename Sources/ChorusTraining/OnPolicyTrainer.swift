@@ -1,0 +1,289 @@
+import ChorusModel
+import ChorusTeachers
+import ChorusTensor
+import ChorusTokenizer
+import Foundation
+
+/// One prompt of an on-policy run: its text, the reference answer (if any) and every string
+/// field of its JSONL line (what a self-teacher's privileged template may name).
+public struct PromptRecord: Sendable {
+    public var prompt: String
+    public var answer: String?
+    public var fields: [String: String]
+}
+
+/// Reads `{"prompt": ..., "answer": ..., ...}` lines. Errors name FILE:LINE and the field.
+public func loadPromptRecords(_ url: URL) throws -> [PromptRecord] {
+    guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw DataError.unreadable(url.path) }
+    var out: [PromptRecord] = []
+    for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw DataError.badLine(file: url.path, line: i + 1, reason: "not a JSON object")
+        }
+        guard let p = obj["prompt"] as? String, !p.isEmpty else {
+            throw DataError.badLine(file: url.path, line: i + 1, reason: "needs a non-empty string field \"prompt\"")
+        }
+        if let a = obj["answer"], !(a is String) { throw DataError.badLine(file: url.path, line: i + 1, reason: "\"answer\" must be a string") }
+        var fields: [String: String] = [:]
+        for (k, v) in obj { if let s = v as? String { fields[k] = s } }
+        out.append(PromptRecord(prompt: p, answer: obj["answer"] as? String, fields: fields))
+    }
+    if out.isEmpty { throw DataError.empty(url.path) }
+    return out
+}
+
+/// On-policy distillation: the student samples G responses to each of P prompts, the teacher
+/// pool scores them, the aggregator makes π_ref, and the per-token weights update the student.
+/// One step reads top to bottom in `step`: rollout → score → aggregate → weights → correct →
+/// filter → clip/whiten → loss → update (the update itself is `OptimizationLoop`'s).
+public final class OnPolicyTrainer {
+    public let config: OnPolicyConfig
+    /// The student being trained.
+    public let model: TransformerModel
+    public let tokenizer: Tokenizer
+    public let pool: TeacherPool
+    public let aggregator: any Aggregator
+    public let prompts: [PromptRecord]
+    /// The prompts' student token ids (before any control token).
+    let promptIds: [[Int]]
+    public let loop: OptimizationLoop
+    let stopTokens: Set<Int>
+    let tape = TrainingTape()
+    /// The reduced-precision copy the sampler reads (nil: the student itself).
+    var sampler: TransformerModel?
+    let workspace = ForwardWorkspace()
+
+    /// Print progress to stderr.
+    public var showProgress: Bool { get { loop.showProgress } set { loop.showProgress = newValue } }
+    /// Stop after this many steps of this process (`--max-steps`).
+    public var stopAfter: Int? { get { loop.stopAfter } set { loop.stopAfter = newValue } }
+
+    /// Prepares a run: student, tokenizer, prompts, teacher pool (and cache), aggregator; a fresh
+    /// run directory or, with `resume`, the continuation of one.
+    public init(config: OnPolicyConfig, resume: URL? = nil) throws {
+        self.config = config
+        Parallel.configure(threads: config.opt.threads)
+        let tokURL = config.student.appendingPathComponent("tokenizer.json")
+        let tok = try Tokenizer(contentsOf: tokURL)
+        tokenizer = tok
+        var student = try TransformerModel.load(directory: config.student)
+        prompts = try loadPromptRecords(config.prompts)
+        promptIds = prompts.map { tok.encode($0.prompt) }
+        for (i, p) in promptIds.enumerated() where p.isEmpty {
+            throw DataError.badLine(file: config.prompts.path, line: i + 1, reason: "the prompt encodes to no tokens")
+        }
+        // Control-token routing adds one <|teacher-k|> token per teacher to the student.
+        var options = AggregatorOptions(boundaries: config.boundaries, softSwitchLogSpace: config.softSwitchLogSpace, seed: config.opt.seed)
+        let manifest = try PoolManifest.load(contentsOf: config.pool)
+        if config.aggregator == "control-token" {
+            let (m, ids) = try ControlTokens.install(student: student, tokenizer: tokenizer, teacherCount: manifest.teachers.count)
+            student = m
+            options.controlTokenIds = ids
+        }
+        model = student
+        pool = try TeacherPool.load(manifest: config.pool, student: StudentSource(
+            directory: config.student, liveModel: config.followSelfTeacher ? model : nil))
+        options.weights = pool.weights
+        if let dir = config.cache { pool.store = try ScoreCacheStore(directory: dir) }
+        aggregator = try AggregatorFactory.make(name: config.aggregator, teacherCount: pool.teachers.count, options: options)
+        for p in promptIds { try model.checkTokens(p) }
+        stopTokens = Set(model.config.eosTokenIds)
+        var opt = config.opt
+        if let e = config.epochs { opt.steps = max(1, Int((e * Double(prompts.count) / Double(config.promptsPerStep)).rounded(.up))) }
+        loop = try OptimizationLoop(model: model, options: opt, directory: resume ?? config.outputDir, resume: resume != nil,
+                                    runFileText: config.text,
+                                    settings: ["kind": "opd", "prompts": prompts.count, "teachers": pool.names,
+                                               "aggregator": config.aggregator, "steps": opt.steps],
+                                    tokenizerJSON: Data(tokenizer.jsonString().utf8), keepCheckpoints: config.keepCheckpoints)
+    }
+
+    /// Runs the remaining steps; returns the final model directory (nil if stopped early).
+    @discardableResult
+    public func train() throws -> URL? {
+        try loop.train { state in try self.step(&state) }
+    }
+
+    /// The prompts of 0-based step `step`: a seeded permutation per epoch, so any step's batch
+    /// is a pure function of (seed, step).
+    func promptIndices(step: Int) -> [Int] {
+        var order = EpochOrder(count: prompts.count, seed: config.opt.seed ^ 0x0D15_7111)
+        return (0..<config.promptsPerStep).map { order.index(step * config.promptsPerStep + $0) }
+    }
+
+    /// One on-policy step; accumulates the gradient into `loop.grads`.
+    func step(_ state: inout TrainerState) throws -> StepReport {
+        let c = config, G = c.groupSize
+        let progress = Double(state.step) / Double(loop.options.steps)
+        var clock = StepClock()
+
+        // 1. Rollout: G samples per prompt from the student (or its reduced-precision copy).
+        let picked = promptIndices(step: state.step)
+        let routing = aggregator as? ControlTokenRouting
+        let groupIndex = picked.indices.map { state.step * c.promptsPerStep + $0 }
+        let studentPrompts = picked.indices.map { j in routing?.studentPrompt(promptIds[picked[j]], group: groupIndex[j]) ?? promptIds[picked[j]] }
+        let seeds = (0..<(picked.count * G)).map { _ in state.rng.next() }
+        let rolloutModel = try samplingModel()
+        let rollouts = try rolloutModel.generate(
+            prompts: studentPrompts, samplesPerPrompt: G, maxTokens: c.maxTokens,
+            params: SamplingParameters(temperature: Float(c.temperature), topP: Float(c.topP)), seeds: seeds,
+            stopTokens: stopTokens, workspace: workspace)
+        clock.lap("rollout")
+
+        // 2. Score and aggregate: one group per prompt, at progress p.
+        let groups = picked.indices.map { j in
+            ScoringGroup(prompt: studentPrompts[j], responses: rollouts[(j * G)..<(j * G + G)].map { Array($0.response) },
+                         index: groupIndex[j], privileged: prompts[picked[j]].fields)
+        }
+        let before = pool.store?.hitsAndMisses() ?? [:]
+        let refs = try pool.score(groups, aggregator: aggregator, progress: progress, keepDistribution: c.fullVocabulary).flatMap { $0 }
+        let after = pool.store?.hitsAndMisses() ?? [:]
+        clock.lap("scoring")
+
+        // 3. The learner's log-probs (f32) and entropies of the sampled tokens.
+        let batch = rollouts.map { TrainingSequence(tokens: $0.tokens, promptLength: $0.promptLength) }
+        let micro = loop.options.microBatch > 0 ? loop.options.microBatch : batch.count
+        var learner = ResponseScores(logprobs: [], entropy: [])
+        for mb in stride(from: 0, to: batch.count, by: micro) {
+            let s = try model.trainingForward(Array(batch[mb..<min(batch.count, mb + micro)]), tape: tape)
+            learner.logprobs += s.logprobs
+            learner.entropy += s.entropy
+        }
+        let refLogprobs = refs.map(\.logprobs)
+
+        // 4. Weights: −f′(r) (discounted, scaled), rollout correction, token filter, clipping,
+        //    whitening, loss normalisation.
+        var advantage = divergenceWeights(student: learner.logprobs, reference: refLogprobs, divergence: c.divergence)
+        advantage = discounted(advantage, gamma: c.gamma).map { $0.map { $0 * Float(c.coefficient) } }
+        let (isWeights, masked) = correctionWeights(learner: learner.logprobs, rollout: rollouts.map(\.logprobs),
+                                                    mode: c.correction, lo: c.correctionLo, hi: c.correctionHi)
+        let eligible = masked.map { $0.map { !$0 } }
+        var kept = eligible
+        if let by = c.filter {
+            let scores: [[Float]]
+            switch by {
+            case .kl: scores = zip(learner.logprobs, refLogprobs).map { zip($0, $1).map { abs($0 - $1) } }
+            case .studentEntropy: scores = learner.entropy
+            case .teacherEntropy: scores = refs.map(\.entropy)
+            }
+            kept = percentileFilter(scores: scores, eligible: eligible, pMin: c.filterMin, pMax: c.filterMax)
+        }
+        let (clippedAdvantage, clippedCount) = clipped(advantage, limit: c.clip)
+        advantage = whitened(clippedAdvantage, kept: kept, mode: c.whitening, groupSize: G)
+        let norm = lossNormalisers(kept: kept, aggregation: c.loss)
+
+        // 5. Loss and backward: L = −Σ_t m_t·w_t·n_t·sg(Â_t)·log π_θ(y_t) (− β·H_t), or the exact
+        //    full-vocabulary divergence.
+        var loss = 0.0
+        for mb in stride(from: 0, to: batch.count, by: micro) {
+            let range = mb..<min(batch.count, mb + micro)
+            if micro < batch.count { _ = try model.trainingForward(Array(batch[range]), tape: tape) }
+            let coef = range.map { i in (0..<batch[i].responseLength).map { t in norm[i][t] * isWeights[i][t] } }
+            if c.fullVocabulary {
+                let rows = try range.map { i -> UnsafePointer<Float> in
+                    guard let d = refs[i].distribution else { throw PoolError.badGroup("the pool returned no distribution for full_vocabulary") }
+                    return UnsafePointer(d.data)
+                }
+                loss += withExtendedLifetime(refs) {
+                    model.trainingBackward(FullVocabularyDivergence(divergence: c.divergence, reference: rows,
+                                                                    coefficients: coef.map { $0.map { $0 * Float(c.coefficient) } }),
+                                           tape: tape, grads: loop.grads)
+                }
+            } else {
+                let w = range.map { i in (0..<batch[i].responseLength).map { t in coef[i - mb][t] * advantage[i][t] } }
+                let e = c.entropyBonus == 0 ? nil : range.map { i in norm[i].map { $0 * Float(c.entropyBonus) } }
+                loss += model.trainingBackward(TokenObjective(weights: w, entropyWeights: e), tape: tape, grads: loop.grads)
+            }
+        }
+        clock.lap("update")
+
+        return StepReport(
+            loss: loss, tokens: batch.reduce(0) { $0 + $1.tokens.count },
+            metrics: metrics(rollouts: rollouts, learner: learner, refs: refs, masked: masked, kept: kept, isWeights: isWeights,
+                             clipped: clippedCount, cacheBefore: before, cacheAfter: after, clock: clock),
+            progress: [("kl", String(format: "%.4f", mean(zip(learner.logprobs.joined(), refLogprobs.joined()).map { Double($0 - $1) }))),
+                       ("masked", String(format: "%.3f", fraction(masked)))])
+    }
+
+    /// The model the sampler uses this step: the student, or a copy rounded to bf16/f16.
+    func samplingModel() throws -> TransformerModel {
+        guard config.precision != .f32 else { return model }
+        if sampler == nil { sampler = model.copy() }
+        let s = sampler!, n = model.parameters.count
+        let src = model.parameters.data, dst = s.parameters.data
+        switch config.precision {
+        case .f32: break
+        case .bf16: for i in 0..<n { dst[i] = HalfConversion.bf16ToFloat(HalfConversion.floatToBF16(src[i])) }
+        case .f16: for i in 0..<n { dst[i] = HalfConversion.f16ToFloat(HalfConversion.floatToF16(src[i])) }
+        }
+        return s
+    }
+
+    /// The metrics row fields of a step (DESIGN.md's list).
+    func metrics(rollouts: [Generation], learner: ResponseScores, refs: [ReferenceScores], masked: [[Bool]], kept: [[Bool]],
+                 isWeights: [[Float]], clipped: Int, cacheBefore: [String: (hits: Int, misses: Int)],
+                 cacheAfter: [String: (hits: Int, misses: Int)], clock: StepClock) -> [(String, JSONLine.Value)] {
+        let lr = zip(learner.logprobs.joined(), refs.map(\.logprobs).joined()).map { Double($0) - Double($1) }
+        let tokens = lr.count
+        var out: [(String, JSONLine.Value)] = [
+            ("kl_k1", .double(mean(lr))),
+            ("kl_k3", .double(mean(lr.map { Foundation.exp(-$0) - 1 + $0 }))),
+        ]
+        for (k, name) in pool.names.enumerated() {
+            var d: [Double] = []
+            for (i, r) in refs.enumerated() {
+                guard let t = r.teacherLogprobs[k] else { continue }
+                d += zip(learner.logprobs[i], t).map { Double($0) - Double($1) }
+            }
+            out.append(("kl_k1/\(name)", .double(d.isEmpty ? .nan : mean(d))))
+            out.append(("kl_k3/\(name)", .double(d.isEmpty ? .nan : mean(d.map { Foundation.exp(-$0) - 1 + $0 }))))
+        }
+        for (k, name) in pool.names.enumerated() {
+            out.append(("weight/\(name)", .double(mean(refs.map { $0.weights[k] }))))
+        }
+        let drift = zip(rollouts.flatMap(\.logprobs), learner.logprobs.joined()).map { Double($0) - Double($1) }
+        let rhos = zip(learner.logprobs.joined(), rollouts.flatMap(\.logprobs)).map { Foundation.exp(Double($0) - Double($1)) }
+        out += [
+            ("student_entropy", .double(mean(learner.entropy.joined().map(Double.init)))),
+            ("reference_entropy", .double(mean(refs.flatMap(\.entropy).map(Double.init)))),
+            ("response_length", .double(Double(tokens) / Double(max(1, rollouts.count)))),
+            ("ppl_drift", .double(mean(drift))),
+            ("masked_fraction", .double(fraction(masked))),
+            ("kept_fraction", .double(fraction(kept))),
+            ("clipped_fraction", .double(Double(clipped) / Double(max(1, tokens)))),
+            ("is_weight_mean", .double(mean(rhos))),
+            ("is_weight_min", .double(rhos.min() ?? .nan)),
+            ("is_weight_max", .double(rhos.max() ?? .nan)),
+        ]
+        var hits = 0, misses = 0
+        for (name, a) in cacheAfter {
+            let b = cacheBefore[name] ?? (0, 0)
+            hits += a.hits - b.hits; misses += a.misses - b.misses
+        }
+        out += [("cache_hits", .int(hits)), ("cache_misses", .int(misses))]
+        for (name, s) in clock.laps { out.append(("seconds_\(name)", .double(s))) }
+        return out
+    }
+}
+
+/// Wall-clock seconds of the parts of a step.
+struct StepClock {
+    private var last = DispatchTime.now().uptimeNanoseconds
+    private(set) var laps: [(String, Double)] = []
+    mutating func lap(_ name: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        laps.append((name, Double(now - last) / 1e9))
+        last = now
+    }
+}
+
+func mean<S: Sequence>(_ xs: S) -> Double where S.Element == Double {
+    var s = 0.0, n = 0
+    for x in xs { s += x; n += 1 }
+    return n == 0 ? .nan : s / Double(n)
+}
+
+func fraction(_ flags: [[Bool]]) -> Double {
+    let n = flags.reduce(0) { $0 + $1.count }
+    return n == 0 ? 0 : Double(flags.reduce(0) { $0 + $1.filter { $0 }.count }) / Double(n)
+}
