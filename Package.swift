@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libopenblas-dev, libzstd-dev).
@@ -30,8 +31,8 @@ let package = Package(
         .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
         .target(name: "ChorusTokenizer", dependencies: ["ChorusCore"]),
         .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
-        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore"]),
-        .target(name: "ChorusTeachers", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusConfig"]),
+        .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "ChorusTeachers", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusConfig"]),
         .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",

@@ -34,8 +34,12 @@ extension TransformerModel {
 
     /// Scores next-token predictions: for each (row, target) pair, the log-prob of the target,
     /// the entropy and the top-k of the distribution predicted at that row.
+    ///
+    /// With `logProbabilities` the same LM-head pass also writes each row's log-softmax vector
+    /// there, (rows.count, V) row-major — the values `logProbabilities(hidden:rows:scratch:)`
+    /// gives — so a caller that needs both runs the head once.
     public func score(hidden: UnsafePointer<Float>, rows: [Int], targets: [Int], topK: Int,
-                      scratch: Tensor) -> [PositionScore] {
+                      scratch: Tensor, logProbabilities: UnsafeMutablePointer<Float>? = nil) -> [PositionScore] {
         precondition(rows.count == targets.count)
         let V = config.vocabSize
         var out = [PositionScore](repeating: PositionScore(logprob: 0, entropy: 0), count: rows.count)
@@ -53,6 +57,13 @@ extension TransformerModel {
                             ps.topLogprobs = vals.map { $0 - st.logSumExp }
                         }
                         (o + s + i).pointee = ps
+                        if let lp = logProbabilities {
+                            // log-softmax: x − logsumexp, as logSoftmaxInPlace computes it.
+                            let dst = lp + (s + i) * V
+                            var j = 0
+                            while j + 8 <= V { storeVec(loadVec(row + j) - st.logSumExp, dst + j); j += 8 }
+                            while j < V { dst[j] = row[j] - st.logSumExp; j += 1 }
+                        }
                     }
                 }
             }

@@ -41,6 +41,18 @@ public struct AggregationContext: Sendable, Equatable {
     }
 }
 
+/// One teacher's next-token distribution at one response position, summarized: what a
+/// per-token adaptive aggregator weighs teachers by.
+public struct TeacherTokenStatistics: Sendable, Equatable {
+    /// log π_k(y_t), the sampled token's log-prob (exact, also for cached scores).
+    public var logprob: Float
+    /// Entropy (nats) of π_k(· | s_t); NaN when unknown (imported cache records).
+    public var entropy: Float
+    /// max_v log π_k(v | s_t), the log-prob of the teacher's most likely token (of the rebuilt
+    /// row for cached top-k scores: exact when k >= 1).
+    public var topLogprob: Float
+}
+
 /// Errors from aggregator construction and use.
 public enum AggregatorError: Error, CustomStringConvertible, Equatable {
     case unknownName(String)
@@ -74,10 +86,17 @@ public protocol Aggregator: Sendable {
     func mixture(_ context: AggregationContext) throws -> Mixture
     /// The prompt the teachers score for a student prompt (routing removes control tokens).
     func teacherPrompt(_ studentPrompt: [Int]) -> [Int]
+    /// The mixture at one response position, given the group's mixture (which decided the
+    /// teachers scored) and each teacher's statistics there (nil for a teacher not scored).
+    /// Weight may go only to scored teachers; weights are normalized. Default: the group's
+    /// mixture at every position. A per-token adaptive strategy (e.g. w_k ∝ exp(−entropy_k))
+    /// returns its own weights here.
+    func positionMixture(_ group: Mixture, statistics: [TeacherTokenStatistics?]) -> Mixture
 }
 
 extension Aggregator {
     public func teacherPrompt(_ studentPrompt: [Int]) -> [Int] { studentPrompt }
+    public func positionMixture(_ group: Mixture, statistics: [TeacherTokenStatistics?]) -> Mixture { group }
 
     func check(_ c: AggregationContext) throws {
         if !(c.progress >= 0 && c.progress <= 1) { throw AggregatorError.progressOutOfRange(c.progress) }

@@ -25,9 +25,12 @@ public enum Fingerprints {
         return files
     }
 
-    /// The fingerprint of a model directory with identifying strings (kind, template).
-    public static func checkpoint(directory: URL, strings: [String]) throws -> TeacherFingerprint {
-        try TeacherFingerprint.make(files: try modelFiles(directory: directory), strings: strings)
+    /// The fingerprint of a model directory with identifying strings (kind, template); `memo`
+    /// answers it without reading the weights when no file changed since it was last computed.
+    public static func checkpoint(directory: URL, strings: [String], memo: FingerprintMemo? = nil) throws -> TeacherFingerprint {
+        let files = try modelFiles(directory: directory)
+        if let memo { return try memo.fingerprint(files: files, strings: strings) }
+        return try TeacherFingerprint.make(files: files, strings: strings)
     }
 
     /// The fingerprint of in-memory parameters (a model without files) and strings.

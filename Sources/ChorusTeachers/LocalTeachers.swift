@@ -9,33 +9,36 @@ public protocol TextEncoder: AnyObject {
 }
 
 /// A local Hugging Face checkpoint as a teacher.
-public final class CheckpointTeacher: Teacher {
+public final class CheckpointTeacher: LocalTeacher {
     public let name: String
     /// The model directory (nil for a model built in memory).
-    public let directory: URL?
-    public let scorer: ContextScorer
+    public var directory: URL? { source.directory }
+    /// The forward's options (prefix sharing, KV budget).
+    public let runner = HiddenStateRunner()
+    let source: LazyModel
     private var cachedFingerprint: TeacherFingerprint?
 
-    /// Loads a teacher from a model directory.
-    public convenience init(name: String, directory: URL) throws {
-        self.init(name: name, model: try TransformerModel.load(directory: directory), directory: directory)
+    /// A teacher over a model directory: reads config.json now, the weights on first forward.
+    public init(name: String, directory: URL) throws {
+        self.name = name
+        source = try LazyModel(directory: directory)
     }
 
     /// A teacher over a model in memory; `directory`, when given, is what the fingerprint hashes.
     public init(name: String, model: TransformerModel, directory: URL? = nil) {
         self.name = name
-        self.directory = directory
-        self.scorer = ContextScorer(model: model)
+        source = LazyModel(model, directory: directory)
     }
 
-    public var model: TransformerModel { scorer.model }
-    public var vocabularySize: Int { model.config.vocabSize }
+    /// The model, once its weights are loaded (nil before the first forward of a directory teacher).
+    public var model: TransformerModel? { source.loaded }
+    public var vocabularySize: Int { source.config.vocabSize }
     public var isCacheable: Bool { true }
 
-    public func fingerprint() throws -> TeacherFingerprint {
+    public func fingerprint(memo: FingerprintMemo?) throws -> TeacherFingerprint {
         if let f = cachedFingerprint { return f }
-        let f = try directory.map { try Fingerprints.checkpoint(directory: $0, strings: ["kind=checkpoint"]) }
-            ?? Fingerprints.parameters(model, strings: ["kind=checkpoint"])
+        let f = try directory.map { try Fingerprints.checkpoint(directory: $0, strings: ["kind=checkpoint"], memo: memo) }
+            ?? Fingerprints.parameters(try source.model(), strings: ["kind=checkpoint"])
         cachedFingerprint = f
         return f
     }
@@ -43,7 +46,7 @@ public final class CheckpointTeacher: Teacher {
     public func context(for group: ScoringGroup) throws -> [Int] { group.prompt }
 
     public func forward(_ group: ScoringGroup) throws -> TeacherForward {
-        try scorer.forward(prefix: group.prompt, continuations: group.responses, teacher: name)
+        try runner.forward(model: try source.model(), prefix: group.prompt, continuations: group.responses, teacher: name)
     }
 }
 
@@ -112,15 +115,17 @@ public struct PrivilegedTemplate: Sendable, Equatable {
 
 /// The self-teacher: the student itself (a frozen copy, or the live model) conditioned on
 /// privileged context rendered from a template, scoring only the response positions.
-public final class SelfTeacher: Teacher {
+public final class SelfTeacher: LocalTeacher {
     public let name: String
     public let template: PrivilegedTemplate
     public let encoder: TextEncoder
-    public let scorer: ContextScorer
-    /// The checkpoint directory the weights came from (frozen copy), if any.
-    public let directory: URL?
+    /// The forward's options (prefix sharing, KV budget).
+    public let runner = HiddenStateRunner()
+    /// The checkpoint directory the weights come from (frozen copy), if any.
+    public var directory: URL? { source.directory }
     /// True when the teacher shares the student's live parameters (scores follow training).
     public let followsStudent: Bool
+    let source: LazyModel
     private var cachedFingerprint: TeacherFingerprint?
 
     /// A self-teacher over `model`. Pass the student itself with `followsStudent: true` for the
@@ -130,20 +135,30 @@ public final class SelfTeacher: Teacher {
         self.name = name
         self.template = template
         self.encoder = encoder
-        self.scorer = ContextScorer(model: model)
-        self.directory = directory
+        source = LazyModel(model, directory: directory)
         self.followsStudent = followsStudent
     }
 
-    public var model: TransformerModel { scorer.model }
-    public var vocabularySize: Int { model.config.vocabSize }
+    /// A frozen self-teacher over the checkpoint in `directory`: reads config.json now, the
+    /// weights on first forward.
+    public init(name: String, directory: URL, template: PrivilegedTemplate, encoder: TextEncoder) throws {
+        self.name = name
+        self.template = template
+        self.encoder = encoder
+        source = try LazyModel(directory: directory)
+        followsStudent = false
+    }
+
+    /// The model, once its weights are loaded (nil before the first forward of a directory teacher).
+    public var model: TransformerModel? { source.loaded }
+    public var vocabularySize: Int { source.config.vocabSize }
     public var isCacheable: Bool { !followsStudent }
 
-    public func fingerprint() throws -> TeacherFingerprint {
+    public func fingerprint(memo: FingerprintMemo?) throws -> TeacherFingerprint {
         if let f = cachedFingerprint, !followsStudent { return f }
         let strings = ["kind=self", "privileged=" + template.text]
-        let f = try directory.map { try Fingerprints.checkpoint(directory: $0, strings: strings) }
-            ?? Fingerprints.parameters(model, strings: strings)
+        let f = try directory.map { try Fingerprints.checkpoint(directory: $0, strings: strings, memo: memo) }
+            ?? Fingerprints.parameters(try source.model(), strings: strings)
         cachedFingerprint = f
         return f
     }
@@ -151,10 +166,10 @@ public final class SelfTeacher: Teacher {
     public func context(for group: ScoringGroup) throws -> [Int] {
         if group.prompt.isEmpty { throw TeacherError.emptyPrompt(teacher: name) }
         return try template.render(prompt: group.prompt, values: group.privileged, encoder: encoder,
-                                   bos: model.config.bosTokenId, teacher: name)
+                                   bos: source.config.bosTokenId, teacher: name)
     }
 
     public func forward(_ group: ScoringGroup) throws -> TeacherForward {
-        try scorer.forward(prefix: try context(for: group), continuations: group.responses, teacher: name)
+        try runner.forward(model: try source.model(), prefix: try context(for: group), continuations: group.responses, teacher: name)
     }
 }

@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusCache
 import ChorusModel
 import ChorusTensor
@@ -54,91 +55,60 @@ public enum TeacherError: Error, CustomStringConvertible, Equatable {
 
 /// A model that scores token sequences for distillation.
 ///
-/// `forward` runs the model once over a prompt group; the returned `TeacherForward` then hands
-/// out log-prob rows for the response positions in chunks, so a pool can combine several
-/// teachers' full distributions without holding (T, V) per teacher in memory.
+/// `rows(for:topK:)` scores every response of a prompt group and hands the result out as
+/// `TeacherRows`: per response position a log-prob row over the vocabulary and the teacher's
+/// score there, a few positions at a time, so a pool can combine several teachers' full
+/// distributions without holding (T, V) per teacher in memory. A local checkpoint gives exact
+/// rows from one forward (`LocalTeacher`); a teacher that only reports top-k log-probs (a
+/// remote inference server) gives rows rebuilt from them (`TopKRows`).
 public protocol Teacher: AnyObject {
     /// The name in the pool manifest.
     var name: String { get }
     /// Vocabulary size V of the teacher's distributions.
     var vocabularySize: Int { get }
     /// A stable identity of the scoring function for caches: a hash of the config, the weights
-    /// file bytes and any privileged template. Computed on first use (it reads the weights).
-    func fingerprint() throws -> TeacherFingerprint
+    /// file bytes and any privileged template. Computed on first use; `memo` (the cache
+    /// directory's) remembers file hashes across runs so unchanged weights are not read again.
+    func fingerprint(memo: FingerprintMemo?) throws -> TeacherFingerprint
     /// Whether scores may be cached (false for a self-teacher that follows the live student).
     var isCacheable: Bool { get }
     /// The context ids the teacher conditions on before the response (a self-teacher's rendered
     /// privileged template around the prompt; the prompt itself for a checkpoint).
     func context(for group: ScoringGroup) throws -> [Int]
-    /// Runs the teacher over every response of the group.
-    func forward(_ group: ScoringGroup) throws -> TeacherForward
+    /// Scores every response of the group. The scores the rows hand out carry the `topK` most
+    /// likely tokens (what a score cache records); 0 asks for none.
+    func rows(for group: ScoringGroup, topK: Int) throws -> any TeacherRows
 }
 
 extension Teacher {
+    /// The fingerprint without a memo (hashes the weights files on first use).
+    public func fingerprint() throws -> TeacherFingerprint { try fingerprint(memo: nil) }
+
     /// Scores each response of a group: per response token the log-prob, entropy and top-k,
     /// and the full (T, V) log-prob rows when `fullDistribution` is set.
     public func score(_ group: ScoringGroup, topK: Int = 0, fullDistribution: Bool = false) throws -> [SequenceScores] {
-        let f = try forward(group)
-        return f.sequenceScores(topK: topK, fullDistribution: fullDistribution)
+        let rows = try self.rows(for: group, topK: topK)
+        return try group.responses.indices.map { r in
+            let positions = 0..<group.responses[r].count
+            guard fullDistribution else {
+                return SequenceScores(positions: try rows.rows(response: r, positions: positions, into: nil), logProbabilities: nil)
+            }
+            let lp = Tensor(shape: [positions.count, vocabularySize])
+            return SequenceScores(positions: try rows.rows(response: r, positions: positions, into: lp.data), logProbabilities: lp)
+        }
     }
 }
 
-/// The result of one teacher forward over a prompt group: the final hidden states of every
-/// response position (row i predicts target i), packed response after response.
-public final class TeacherForward {
-    /// The model whose LM head turns hidden rows into distributions.
-    public let model: TransformerModel
-    /// First packed row of each response; `offsets[r] ..< offsets[r] + lengths[r]`.
-    public let offsets: [Int]
-    /// Tokens per response.
-    public let lengths: [Int]
-    /// The response tokens, packed (the targets of the rows).
-    public let targets: [Int]
-    /// (N, C) final-normed hidden states.
-    let hidden: Tensor
-    let scratch: Tensor
+/// A teacher whose model runs in this process: one forward over a prompt group gives the hidden
+/// state predicting every response token (`TeacherForward`), and from it exact full
+/// distributions (`ForwardRows`).
+public protocol LocalTeacher: Teacher {
+    /// Runs the model over every response of the group (loading its weights on first use).
+    func forward(_ group: ScoringGroup) throws -> TeacherForward
+}
 
-    init(model: TransformerModel, hidden: Tensor, lengths: [Int], targets: [Int]) {
-        self.model = model
-        self.hidden = hidden
-        self.lengths = lengths
-        self.targets = targets
-        var o: [Int] = [], s = 0
-        for n in lengths { o.append(s); s += n }
-        offsets = o
-        scratch = model.makeHeadScratch()
-    }
-
-    /// Vocabulary size V.
-    public var vocabularySize: Int { model.config.vocabSize }
-    /// Total response positions N.
-    public var count: Int { targets.count }
-
-    /// Writes log-softmax rows for packed positions `rows` into `out`, (rows.count, V).
-    public func logProbabilities(rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        let V = vocabularySize
-        model.headChunks(hidden: hidden.data, rows: Array(rows), scratch: scratch) { s, m, logits, _ in
-            (out + s * V).update(from: logits, count: m * V)
-            logSoftmaxInPlace(out + s * V, rows: m, cols: V)
-        }
-    }
-
-    /// Scores of packed positions `rows` (log-prob of the target, entropy, top-k).
-    public func scores(rows: Range<Int>, topK: Int) -> [PositionScore] {
-        model.score(hidden: hidden.data, rows: Array(rows), targets: Array(targets[rows]), topK: topK, scratch: scratch)
-    }
-
-    /// Per-response scores (see `Teacher.score`).
-    public func sequenceScores(topK: Int, fullDistribution: Bool) -> [SequenceScores] {
-        (0..<lengths.count).map { r in
-            let rows = offsets[r]..<(offsets[r] + lengths[r])
-            var lp: Tensor?
-            if fullDistribution {
-                let t = Tensor(shape: [lengths[r], vocabularySize])
-                logProbabilities(rows: rows, into: t.data)
-                lp = t
-            }
-            return SequenceScores(positions: scores(rows: rows, topK: topK), logProbabilities: lp)
-        }
+extension LocalTeacher {
+    public func rows(for group: ScoringGroup, topK: Int) throws -> any TeacherRows {
+        ForwardRows(try forward(group), topK: topK)
     }
 }

@@ -1,3 +1,5 @@
+import ChorusCore
+import ChorusCache
 import ChorusModel
 import ChorusTensor
 import Foundation
@@ -10,7 +12,8 @@ public enum TeacherBenchmark {
     /// of `TeacherPool.score` on one group of `responses` responses of `responseLength` tokens
     /// after a `promptLength`-token prompt. Keys: `score_positions_per_s_<K>_teacher(s)`, plus
     /// `score_positions_per_s_1_teacher_unshared` (prefix recomputed per response) when 1 is
-    /// among the counts.
+    /// among the counts, and `…_cache_miss` (a score store that never hits: scoring plus the
+    /// top-k scores a cache would record).
     public static func run(shape: BuiltinShape = .qwen3_10m, teacherCounts: [Int] = [1, 4], promptLength: Int = 128,
                            responses: Int = 4, responseLength: Int = 128, minSeconds: Double = 2) throws -> [(String, Double)] {
         let V = shape.config.vocabSize
@@ -30,12 +33,24 @@ public enum TeacherBenchmark {
             let agg = try pool.makeAggregator(name: "arithmetic")
             let s = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
             out.append(("score_positions_per_s_\(K)_teacher\(K == 1 ? "" : "s")", positions / s))
+            // Every lookup misses: the teachers run and their top-20 scores are recorded.
+            pool.store = MissingStore()
+            let miss = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
+            pool.store = nil
+            out.append(("score_positions_per_s_\(K)_teacher\(K == 1 ? "" : "s")_cache_miss", positions / miss))
             if K == 1 {
-                teachers[0].scorer.sharePrefix = false
+                teachers[0].runner.sharePrefix = false
                 let u = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
                 out.append(("score_positions_per_s_1_teacher_unshared", positions / u))
             }
         }
         return out
     }
+}
+
+/// A score store that never hits and keeps nothing (the cost of a cache miss, without disk).
+final class MissingStore: TeacherScoreStore {
+    func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? { nil }
+    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {}
+    func hitsAndMisses() -> [String: (hits: Int, misses: Int)] { [:] }
 }

@@ -77,7 +77,7 @@ public final class OnPolicyTrainer {
         var options = AggregatorOptions(boundaries: config.boundaries, softSwitchLogSpace: config.softSwitchLogSpace, seed: config.opt.seed)
         let manifest = try PoolManifest.load(contentsOf: config.pool)
         if config.aggregator == "control-token" {
-            let (m, ids) = try ControlTokens.install(student: student, tokenizer: tokenizer, teacherCount: manifest.teachers.count)
+            let (m, ids) = try ControlTokenInstaller.install(student: student, tokenizer: tokenizer, teacherCount: manifest.teachers.count)
             student = m
             options.controlTokenIds = ids
         }

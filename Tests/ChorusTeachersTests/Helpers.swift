@@ -53,14 +53,14 @@ final class CharEncoder: TextEncoder {
 }
 
 /// A teacher wrapper that records every context it is asked to score.
-final class RecordingTeacher: Teacher {
+final class RecordingTeacher: LocalTeacher {
     let inner: CheckpointTeacher
     var seenPrompts: [[Int]] = []
     init(_ t: CheckpointTeacher) { inner = t }
     var name: String { inner.name }
     var vocabularySize: Int { inner.vocabularySize }
     var isCacheable: Bool { true }
-    func fingerprint() throws -> TeacherFingerprint { try inner.fingerprint() }
+    func fingerprint(memo: FingerprintMemo?) throws -> TeacherFingerprint { try inner.fingerprint(memo: memo) }
     func context(for g: ScoringGroup) throws -> [Int] { g.prompt }
     func forward(_ g: ScoringGroup) throws -> TeacherForward {
         seenPrompts.append(g.prompt)

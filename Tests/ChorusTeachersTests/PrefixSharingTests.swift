@@ -10,7 +10,7 @@ final class PrefixSharingTests: XCTestCase {
         let m = tinyModel(seed: 5)
         let shared = CheckpointTeacher(name: "s", model: m)
         let alone = CheckpointTeacher(name: "i", model: m)
-        alone.scorer.sharePrefix = false
+        alone.runner.sharePrefix = false
         let g = sampleGroup()
         let a = try shared.score(g, topK: 4, fullDistribution: true), b = try alone.score(g, topK: 4, fullDistribution: true)
         XCTAssertEqual(a.map { $0.positions.count }, g.responses.map(\.count))
@@ -26,7 +26,7 @@ final class PrefixSharingTests: XCTestCase {
             XCTAssertLessThan(maxDiff(a[r].positions.map(\.logprob), full.compactMap { $0?.logprob }), 1e-4)
         }
         // A tiny KV budget forces one fork per batch: same result.
-        shared.scorer.kvBudgetBytes = 1
+        shared.runner.kvBudgetBytes = 1
         let c = try shared.score(g)
         for (x, y) in zip(a, c) { XCTAssertLessThan(maxDiff(x.positions.map(\.logprob), y.positions.map(\.logprob)), 1e-5) }
     }

@@ -157,7 +157,7 @@ final class CacheAndControlTokenTests: XCTestCase {
         // Model rows exactly the tokenizer's size: the control tokens grow the model.
         let m = TransformerModel(config: tinyConfig(vocab: n))
         m.initializeRandom(seed: 1, std: 0.5)
-        let (g, ids) = try ControlTokens.install(student: m, tokenizer: tok, teacherCount: 3)
+        let (g, ids) = try ControlTokenInstaller.install(student: m, tokenizer: tok, teacherCount: 3)
         XCTAssertEqual(ids, [n, n + 1, n + 2])
         XCTAssertEqual(g.config.vocabSize, n + 3)
         XCTAssertEqual(tok.encode("<|teacher-2|>hi").first, n + 2)
@@ -165,7 +165,7 @@ final class CacheAndControlTokenTests: XCTestCase {
         let tok2 = try BPETrainer(vocabSize: 280, minFrequency: 1).train(texts: ["the cat sat on the mat"])
         let padded = TransformerModel(config: tinyConfig(vocab: tok2.vocabSize + 8))
         padded.initializeRandom(seed: 2, std: 0.5)
-        let (p2, ids2) = try ControlTokens.install(student: padded, tokenizer: tok2, teacherCount: 2)
+        let (p2, ids2) = try ControlTokenInstaller.install(student: padded, tokenizer: tok2, teacherCount: 2)
         XCTAssertTrue(p2 === padded)
         XCTAssertEqual(ids2, [tok2.vocabSize - 2, tok2.vocabSize - 1].map { $0 })
         let C = 32

@@ -2,26 +2,26 @@ import ChorusModel
 import ChorusTensor
 import Foundation
 
-/// Runs one model over a shared prefix and several continuations, collecting the hidden
-/// state that predicts each continuation token.
+/// Runs a model over a shared prefix and several continuations and returns the final hidden
+/// state that predicts each continuation token (a `TeacherForward`; the LM head runs later, on
+/// demand). It holds the forward's options and workspace, not the model.
 ///
 /// With `sharePrefix` the prefix is prefilled once into a KV cache; each continuation then
 /// runs from its own fork of that cache, so the prefix costs one forward however many
 /// responses the group has. Without it every context is run in full (the reference path the
 /// tests compare against). Forks are batched so their KV memory stays under `kvBudgetBytes`.
-public final class ContextScorer {
-    public let model: TransformerModel
+public final class HiddenStateRunner {
     /// Share the prefix across continuations (default true).
     public var sharePrefix = true
     /// Upper bound on the KV-cache bytes of one batch of forks.
     public var kvBudgetBytes = 1 << 30
     let workspace = ForwardWorkspace()
 
-    public init(model: TransformerModel) { self.model = model }
+    public init() {}
 
-    /// Hidden rows for every continuation token: row t of continuation r is the final hidden
-    /// state at the token before it (the last prefix token for t = 0).
-    public func forward(prefix: [Int], continuations: [[Int]], teacher: String) throws -> TeacherForward {
+    /// Hidden rows of `model` for every continuation token: row t of continuation r is the
+    /// final hidden state at the token before it (the last prefix token for t = 0).
+    public func forward(model: TransformerModel, prefix: [Int], continuations: [[Int]], teacher: String) throws -> TeacherForward {
         let V = model.config.vocabSize, C = model.config.hiddenSize
         if prefix.isEmpty { throw TeacherError.emptyPrompt(teacher: teacher) }
         for t in prefix where t < 0 || t >= V { throw TeacherError.tokenOutOfRange(teacher: teacher, token: t, vocabSize: V) }

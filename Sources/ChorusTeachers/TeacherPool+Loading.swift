@@ -1,0 +1,79 @@
+import ChorusModel
+import Foundation
+
+/// Where the pool finds the student: its directory (tokenizer.json, config.json, weights for a
+/// frozen self-teacher) and, optionally, the live model a self-teacher should follow.
+public struct StudentSource {
+    public var directory: URL
+    public var liveModel: TransformerModel?
+    public init(directory: URL, liveModel: TransformerModel? = nil) {
+        self.directory = directory
+        self.liveModel = liveModel
+    }
+}
+
+extension TeacherPool {
+    /// Loads a pool from a manifest: checks that every model directory exists, that all
+    /// teachers and the student share one vocabulary (`VocabularyCheck`), then makes the
+    /// teachers; a teacher reads its weights only when it first has something to score (not
+    /// at all when the cache holds every score). `student` overrides the manifest's `student`
+    /// key. `encoderLoader` turns a tokenizer.json into the encoder of self-teacher templates.
+    public static func load(manifest url: URL, student: StudentSource? = nil,
+                            encoderLoader: (URL) throws -> TextEncoder = TokenizerEncoder.load) throws -> TeacherPool {
+        let m = try PoolManifest.load(contentsOf: url)
+        let file = url.path
+        let fm = FileManager.default
+        func isDir(_ u: URL) -> Bool {
+            var d: ObjCBool = false
+            return fm.fileExists(atPath: u.path, isDirectory: &d) && d.boolValue
+        }
+        let studentDir = student?.directory ?? m.student
+        if let s = studentDir, !isDir(s) { throw PoolError.modelNotFound(file: file, field: student == nil ? "student" : "--student", path: s.path) }
+        var members: [VocabularyCheck.Member] = []
+        for (i, t) in m.teachers.enumerated() {
+            if let p = t.path {
+                if !isDir(p) { throw PoolError.modelNotFound(file: file, field: "teacher[\(i)].path ('\(t.name)')", path: p.path) }
+            } else if studentDir == nil {
+                throw PoolError.noStudent(file: file, teacher: t.name)
+            }
+        }
+        if let s = studentDir {
+            let cfg = try ModelConfig(contentsOf: s.appendingPathComponent("config.json"))
+            members.append(.init(directory: s, vocabSize: cfg.vocabSize, isStudent: true))
+        }
+        for t in m.teachers {
+            guard let p = t.path else { continue }
+            let cfg = try ModelConfig(contentsOf: p.appendingPathComponent("config.json"))
+            members.append(.init(directory: p, vocabSize: cfg.vocabSize, isStudent: false))
+        }
+        // Teachers first so the teachers' V is the reference; the student may add control rows.
+        members.sort { !$0.isStudent && $1.isStudent }
+        try VocabularyCheck.check(members)
+
+        var teachers: [any Teacher] = []
+        for t in m.teachers {
+            switch t.kind {
+            case .checkpoint:
+                teachers.append(try CheckpointTeacher(name: t.name, directory: t.path!))
+            case .selfTeacher:
+                let template = try PrivilegedTemplate(t.privileged!, teacher: t.name)
+                let dir = t.path ?? studentDir!
+                let encoder = try encoderLoader(dir.appendingPathComponent("tokenizer.json"))
+                if t.path == nil, let live = student?.liveModel {
+                    teachers.append(SelfTeacher(name: t.name, model: live, template: template, encoder: encoder, followsStudent: true))
+                } else {
+                    teachers.append(try SelfTeacher(name: t.name, directory: dir, template: template, encoder: encoder))
+                }
+            }
+        }
+        var sv: TokenVocabulary?, svSize: Int?
+        if let s = studentDir {
+            let tok = s.appendingPathComponent("tokenizer.json")
+            if fm.fileExists(atPath: tok.path) { sv = try TokenVocabulary(contentsOf: tok) }
+            svSize = try ModelConfig(contentsOf: s.appendingPathComponent("config.json")).vocabSize
+        }
+        let given = m.teachers.contains { $0.weightGiven }
+        return try TeacherPool(teachers: teachers, weights: given ? m.teachers.map(\.weight) : nil, manifest: m,
+                               studentVocabulary: sv, studentVocabularySize: svSize)
+    }
+}

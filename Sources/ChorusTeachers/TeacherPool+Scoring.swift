@@ -1,0 +1,149 @@
+import ChorusCore
+import ChorusCache
+import ChorusModel
+import ChorusTensor
+import Foundation
+
+extension TeacherPool {
+    /// Scores prompt groups with every active teacher and aggregates them into π_ref.
+    ///
+    /// For each group the aggregator's mixture at (progress, group.index) picks the weights;
+    /// the teachers see `aggregator.teacherPrompt(group.prompt)`. Teachers with weight 0 are
+    /// skipped unless `scoreInactive` (their per-teacher log-probs are then reported too).
+    /// `keepDistribution` returns the (T, V) log π_ref rows.
+    public func score(_ groups: [ScoringGroup], aggregator: any Aggregator, progress: Double,
+                      scoreInactive: Bool = false, keepDistribution: Bool = false) throws -> [[ReferenceScores]] {
+        if aggregator.teacherCount != teachers.count {
+            throw PoolError.aggregatorSize(aggregator: aggregator.teacherCount, teachers: teachers.count)
+        }
+        return try groups.map { g in
+            let mix = try aggregator.mixture(AggregationContext(progress: progress, group: g.index))
+            var tg = g
+            tg.prompt = aggregator.teacherPrompt(g.prompt)
+            if tg.prompt.isEmpty { throw PoolError.badGroup("group \(g.index): the teachers' prompt is empty") }
+            return try scoreGroup(tg, aggregator: aggregator, mixture: mix, scoreInactive: scoreInactive, keepDistribution: keepDistribution)
+        }
+    }
+
+    /// One scored teacher's rows for a group and, when they were not cached, where to record
+    /// its scores (fingerprint and context of the cache key).
+    struct GroupRows {
+        let rows: any TeacherRows
+        let record: (fingerprint: TeacherFingerprint, context: [Int])?
+    }
+
+    func scoreGroup(_ g: ScoringGroup, aggregator: any Aggregator, mixture mix: Mixture, scoreInactive: Bool,
+                    keepDistribution: Bool) throws -> [ReferenceScores] {
+        let K = teachers.count, V = vocabularySize
+        let scored = scoreInactive ? Array(0..<K) : mix.active
+        var sources = [GroupRows?](repeating: nil, count: K)
+        for k in scored { sources[k] = try rows(teacher: k, group: g) }
+        let approximate = mix.active.contains { sources[$0]!.rows.isApproximate }
+
+        var results: [ReferenceScores] = []
+        let chunk = max(1, chunkRows)
+        let buf = Tensor(shape: [K * chunk * V])
+        let refRows = Tensor(shape: [chunk * V])
+        for (r, resp) in g.responses.enumerated() {
+            let T = resp.count
+            var out = ReferenceScores(logprobs: [Float](repeating: 0, count: T), entropy: [Float](repeating: 0, count: T),
+                                      weights: mix.weights, teacherLogprobs: [[Float]?](repeating: nil, count: K),
+                                      distribution: keepDistribution ? Tensor(shape: [T, V]) : nil, approximate: approximate)
+            for k in scored { out.teacherLogprobs[k] = [Float](repeating: 0, count: T) }
+            var recorded = [[PositionScore]](repeating: [], count: K)
+            var t0 = 0
+            while t0 < T {
+                let m = min(chunk, T - t0)
+                // Each scored teacher's rows and statistics at positions t0 ..< t0 + m.
+                var statistics = [[TeacherTokenStatistics?]](repeating: [TeacherTokenStatistics?](repeating: nil, count: K), count: m)
+                for k in scored {
+                    let base = buf.data + k * chunk * V
+                    let scores = try sources[k]!.rows.rows(response: r, positions: t0..<(t0 + m), into: base)
+                    for i in 0..<m {
+                        out.teacherLogprobs[k]![t0 + i] = scores[i].logprob
+                        statistics[i][k] = TeacherTokenStatistics(logprob: scores[i].logprob, entropy: scores[i].entropy,
+                                                                  topLogprob: maxValue(base + i * V, count: V))
+                    }
+                    if sources[k]!.record != nil { recorded[k] += scores }
+                }
+                let mixes = try (0..<m).map { i in
+                    try positionMixture(aggregator, group: mix, statistics: statistics[i])
+                }
+                for i in 0..<m where mixes[i].weights != mix.weights {
+                    if out.positionWeights == nil { out.positionWeights = [[Double]](repeating: mix.weights, count: T) }
+                    out.positionWeights![t0 + i] = mixes[i].weights
+                }
+                var ents = [Float](repeating: 0, count: m)
+                ents.withUnsafeMutableBufferPointer { eb in
+                    let e = eb.baseAddress!
+                    parallelFor(m, costPerItem: V * 4 * mix.active.count) { a, b in
+                        for i in a..<b {
+                            let rows: [UnsafePointer<Float>?] = (0..<K).map { k in mixes[i].weights[k] > 0 ? UnsafePointer(buf.data + k * chunk * V + i * V) : nil }
+                            e[i] = MixtureKernel.combine(mixes[i], rows: rows, count: V, into: refRows.data + i * V)
+                        }
+                    }
+                }
+                for i in 0..<m {
+                    out.logprobs[t0 + i] = refRows.data[i * V + resp[t0 + i]]
+                    out.entropy[t0 + i] = ents[i]
+                    let active = mixes[i].active
+                    if active.count == 1, sources[active[0]]!.rows.isApproximate, let s = statistics[i][active[0]] {
+                        // π_ref is one teacher whose rows were rebuilt: its own log-prob and entropy are exact.
+                        out.logprobs[t0 + i] = s.logprob
+                        out.entropy[t0 + i] = s.entropy
+                    }
+                }
+                if let d = out.distribution { (d.data + t0 * V).update(from: refRows.data, count: m * V) }
+                t0 += m
+            }
+            for k in scored {
+                guard let store, let key = sources[k]!.record else { continue }
+                try store.store(teacher: teachers[k].name, fingerprint: key.fingerprint, topK: cacheTopK,
+                                context: key.context, response: resp, scores: recorded[k])
+            }
+            results.append(out)
+        }
+        return results
+    }
+
+    /// The aggregator's mixture at one position, checked: weights only on scored teachers,
+    /// normalized. The group's mixture comes back unchecked (it chose the scored teachers).
+    func positionMixture(_ aggregator: any Aggregator, group mix: Mixture, statistics: [TeacherTokenStatistics?]) throws -> Mixture {
+        let m = aggregator.positionMixture(mix, statistics: statistics)
+        if m == mix { return m }
+        let checked = Mixture(weights: try normalizedWeights(m.weights, count: teachers.count), space: m.space)
+        if let k = checked.weights.indices.first(where: { checked.weights[$0] > 0 && statistics[$0] == nil }) {
+            throw AggregatorError.badWeights("'\(aggregator.name)' gives weight to teacher \(k) ('\(teachers[k].name)'), which was not scored")
+        }
+        return checked
+    }
+
+    /// A teacher's rows for a group: its cached records when every response is in the store,
+    /// otherwise the teacher's own rows, whose scores (with the cache's top-k) are then recorded.
+    func rows(teacher k: Int, group g: ScoringGroup) throws -> GroupRows {
+        let t = teachers[k]
+        guard let store, t.isCacheable else { return GroupRows(rows: try t.rows(for: g, topK: 0), record: nil) }
+        let fp = try t.fingerprint(memo: store.fingerprintMemo)
+        let ctx = try t.context(for: g)
+        var recs: [[PositionScore]] = []
+        for resp in g.responses {
+            guard let r = store.lookup(teacher: t.name, fingerprint: fp, topK: cacheTopK, context: ctx, response: resp),
+                  r.count == resp.count else { break }
+            recs.append(r)
+        }
+        if recs.count == g.responses.count {
+            return GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: vocabularySize), record: nil)
+        }
+        return GroupRows(rows: try t.rows(for: g, topK: cacheTopK), record: (fp, ctx))
+    }
+}
+
+/// The largest of n floats.
+func maxValue(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+    var mv = FloatVec(repeating: -.infinity)
+    var j = 0
+    while j + 8 <= n { let v = loadVec(x + j); mv.replace(with: v, where: v .> mv); j += 8 }
+    var m = mv.max()
+    while j < n { m = max(m, x[j]); j += 1 }
+    return m
+}
