@@ -2,8 +2,8 @@
 """Checks that safetensors files written by Chorus read back bit-exactly in the Python library.
 
     swift build && M=Tests/ChorusModelTests/Fixtures/models/qwen2_untied_f32
-    .build/debug/chorus convert --model $M --output /tmp/cv32
-    .build/debug/chorus convert --model $M --output /tmp/cv16 --dtype bf16
+    .build/debug/chorus convert --model $M --output /tmp/cv32 --force
+    .build/debug/chorus convert --model $M --output /tmp/cv16 --dtype bf16 --force
     /tmp/venv/bin/python scripts/check_safetensors_roundtrip.py $M /tmp/cv32 /tmp/cv16
 """
 import sys

@@ -1,3 +1,4 @@
+import ChorusCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -17,6 +18,13 @@ final class FileDescriptor {
         let fd = open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw CacheError.io(path: path, operation: "open", errno: errno) }
         self.fd = fd
+        self.path = path
+    }
+
+    /// Opens a user-named input for reading: a regular file only, never opened in a way that
+    /// blocks (see `InputFile`).
+    init(readingRegularFile path: String) throws {
+        fd = try InputFile.open(path)
         self.path = path
     }
 

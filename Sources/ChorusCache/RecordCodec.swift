@@ -333,6 +333,13 @@ enum RecordCodec {
     /// and no context id is negative.
     static func validateContext(_ key: CacheKey, positions n: Int) throws {
         let start = key.options.start
+        // The decoder's limits (`decodePayload`), stated here so the writer refuses first.
+        guard key.options.topK >= 0, key.options.topK <= maxTopK else {
+            throw CacheError.invalidRecord(detail: "options.top_k \(key.options.topK) is outside [0, \(maxTopK)]")
+        }
+        guard key.tokens.count <= maxTokens else {
+            throw CacheError.invalidRecord(detail: "\(key.tokens.count) context tokens exceed the limit of \(maxTokens)")
+        }
         guard start >= 0, start + n <= key.tokens.count else {
             throw CacheError.invalidRecord(detail:
                 "\(n) positions from start \(start) do not fit in \(key.tokens.count) context tokens")

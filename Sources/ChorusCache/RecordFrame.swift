@@ -70,7 +70,31 @@ enum RecordFrame {
         frame.u32(CRC32C.checksum(body.bytes))
         frame.u32(CRC32C.checksum(frame.bytes))
         frame.raw(body.bytes)
+        try checkReadable(frame.bytes, key: key, record: record, teacher: teacher)
         return frame.bytes
+    }
+
+    /// A frame is only written (and a store acknowledged) after the reader accepts it: it is
+    /// decoded with exactly the code `verify` and lookups use, and must give back the key and
+    /// the positions it was made from. Whatever rule the reader has, the writer therefore has
+    /// too, so a record that was acknowledged is never called corrupt later.
+    static func checkReadable(_ frame: [UInt8], key: CacheKey, record: ScoreRecord, teacher: String) throws {
+        let decoded: (summary: FrameSummary, key: CacheKey, record: ScoreRecord)
+        do {
+            decoded = try decode(frame, from: 0, segment: "(new record)")
+        } catch let CacheError.corruptRecord(_, _, detail) {
+            throw CacheError.invalidRecord(detail: "the record would not read back (\(detail))")
+        }
+        guard decoded.key.digest == key.digest, decoded.key.options == key.options, decoded.key.tokens == key.tokens,
+              decoded.key.fingerprint == key.fingerprint else {
+            throw CacheError.invalidRecord(detail: "the record's key would not read back as written (options \(key.options))")
+        }
+        guard decoded.summary.teacher == teacher, decoded.record.positions.count == record.positions.count else {
+            throw CacheError.invalidRecord(detail: "the record's summary would not read back as written")
+        }
+        for (i, (a, b)) in zip(decoded.record.positions, record.positions).enumerated() where a.topIds.sorted() != b.topIds.sorted() {
+            throw CacheError.invalidRecord(detail: "position \(i): the top-k ids would not read back as written")
+        }
     }
 
     /// Parses and checks a header from the 16 bytes at `offset`; nil when they are not a valid

@@ -81,7 +81,10 @@ extension ScoreCache {
     /// `CacheError.badImportLine` naming file and line; lines before it stay stored (re-running
     /// is harmless: keys already present are skipped).
     public func importJSONL(from url: URL) throws -> TransferReport {
-        guard let file = fopen(url.path, "r") else {
+        // A regular file only: a FIFO or device would block or never end.
+        let fd = try InputFile.open(url.path)
+        guard let file = fdopen(fd, "r") else {
+            close(fd)
             throw CacheError.io(path: url.path, operation: "open", errno: errno)
         }
         defer { fclose(file) }
@@ -98,6 +101,9 @@ extension ScoreCache {
             let data = Data(bytes: linePointer!, count: n)
             if data.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { continue }
             func bad(_ detail: String) -> CacheError { .badImportLine(file: url.path, line: lineNumber, detail: detail) }
+            if let offset = UTF8Text.firstInvalidOffset(data) {
+                throw bad("not valid UTF-8 (byte 0x\(String(data[offset], radix: 16, uppercase: true)) at column \(offset + 1))")
+            }
             let line: JSONLRecord
             do { line = try decoder.decode(JSONLRecord.self, from: data) } catch {
                 throw bad("not a valid score line: \(Self.describe(error))")
@@ -137,6 +143,9 @@ extension ScoreCache {
             maxK = max(maxK, ids.count)
             let entropy: Float = line.entropy.flatMap { $0[i] } ?? .nan
             positions.append(PositionScore(logprob: line.logprobs[i], entropy: entropy, topIds: ids, topLogprobs: lps))
+        }
+        if let k = line.options?.topK, k < 0 || k > RecordCodec.maxTopK {
+            throw bad("options.top_k \(k) is outside [0, \(RecordCodec.maxTopK)]")
         }
         let options = ScoringOptions(topK: line.options?.topK ?? maxK, start: line.start,
                                      template: line.options?.template ?? "", extra: line.options?.extra ?? [:])

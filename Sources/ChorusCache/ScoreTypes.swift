@@ -103,7 +103,7 @@ public struct TeacherFingerprint: Hashable, Sendable {
     /// Feeds u64 size ‖ contents of the file at `path`, streamed through a 4 MiB buffer (a
     /// 16 GB checkpoint is never held in memory).
     static func hashFile(_ path: String, into hasher: inout SHA256) throws {
-        let file = try FileDescriptor(path: path, flags: O_RDONLY)
+        let file = try FileDescriptor(readingRegularFile: path)
         let size = try file.size()
         hasher.update(littleEndianBytes(UInt64(size)))
         let chunk = 4 << 20

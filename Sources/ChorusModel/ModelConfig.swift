@@ -1,3 +1,4 @@
+import ChorusTokenizer
 import Foundation
 
 /// The decoder-only architectures Chorus implements, keyed by config.json's `model_type`.
@@ -134,58 +135,80 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
 }
 
 extension ModelConfig {
-    /// Parses and validates a config.json file.
+    /// Parses and validates a config.json file (a regular file; never opened blocking).
     public init(contentsOf url: URL) throws {
         let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError.unreadable(file: url.path, reason: "file not found or unreadable")
+        do { data = try InputFile.read(url.path, limit: 16 << 20) } catch let e as InputFileError {
+            throw ConfigError.unreadable(file: url.path, reason: e.problem)
         }
         try self.init(json: data, file: url.path)
     }
 
     /// Parses and validates config.json bytes; `file` names the source in errors.
+    ///
+    /// Every field Chorus reads is type-checked: a string where a number belongs, a number
+    /// where a boolean belongs, or an integer beyond the supported range is an error naming
+    /// the field, never a silent default.
     public init(json data: Data, file: String = "config.json") throws {
-        guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw ConfigError.unreadable(file: file, reason: "not a JSON object")
+        let root: JSONValue
+        do { root = try JSONParser.parse(data) } catch {
+            if case let .malformedJSON(offset, reason) = error {
+                throw ConfigError.unreadable(file: file, reason: "not valid JSON at byte \(offset): \(reason)")
+            }
+            throw ConfigError.unreadable(file: file, reason: "not valid JSON")
         }
-        let r = JSONFields(obj: obj, file: file)
-        guard let mt = obj["model_type"] as? String else { throw ConfigError.missingField(file: file, field: "model_type") }
+        guard root.objectValue != nil else { throw ConfigError.unreadable(file: file, reason: "not a JSON object") }
+        let r = JSONFields(obj: root, file: file)
+        guard let mt = try r.string("model_type") else { throw ConfigError.missingField(file: file, field: "model_type") }
         guard let family = ModelFamily(rawValue: mt) else { throw ConfigError.unknownModelType(file: file, modelType: mt) }
 
         // Refuse what we do not implement, by name.
-        if let act = obj["hidden_act"] as? String, act != "silu" {
+        if let act = try r.string("hidden_act"), act != "silu" {
             throw ConfigError.unsupported(file: file, field: "hidden_act", value: act)
         }
-        if let rs = obj["rope_scaling"], !(rs is NSNull) {
-            let kind = ((rs as? [String: Any])?["rope_type"] ?? (rs as? [String: Any])?["type"]) as? String ?? "\(rs)"
+        if let rs = r.value("rope_scaling") {
+            guard rs.objectValue != nil else { throw r.wrongType("rope_scaling", rs, expected: "an object or null") }
+            let rsFields = JSONFields(obj: rs, file: file, prefix: "rope_scaling.")
+            let kind = try rsFields.string("rope_type") ?? rsFields.string("type") ?? "\(rs)"
             if kind != "default" { throw ConfigError.unsupported(file: file, field: "rope_scaling", value: kind) }
         }
         var theta: Double?
-        if let rp = obj["rope_parameters"] as? [String: Any] {
-            let kind = (rp["rope_type"] as? String) ?? "default"
+        if let rp = r.value("rope_parameters") {
+            guard let members = rp.objectValue else { throw r.wrongType("rope_parameters", rp, expected: "an object or null") }
+            let rpFields = JSONFields(obj: rp, file: file, prefix: "rope_parameters.")
+            let kind = try rpFields.string("rope_type") ?? "default"
             if kind != "default" { throw ConfigError.unsupported(file: file, field: "rope_parameters.rope_type", value: kind) }
-            theta = (rp["rope_theta"] as? NSNumber)?.doubleValue
-            for k in rp.keys where !["rope_type", "rope_theta"].contains(k) {
-                throw ConfigError.unsupported(file: file, field: "rope_parameters.\(k)", value: "\(rp[k]!)")
+            theta = try rpFields.double("rope_theta")
+            for (k, v) in members where !["rope_type", "rope_theta"].contains(k) {
+                throw ConfigError.unsupported(file: file, field: "rope_parameters.\(k)", value: JSONFields.text(v))
             }
         }
-        if theta == nil { theta = try r.double("rope_theta") }
-        if (obj["use_sliding_window"] as? Bool) == true {
+        if let top = try r.double("rope_theta") {
+            if let t = theta, t != top {
+                throw ConfigError.invalid(file: file, field: "rope_theta", reason: "\(top) differs from rope_parameters.rope_theta \(t)")
+            }
+            theta = top
+        }
+        if try r.bool("use_sliding_window") == true {
             throw ConfigError.unsupported(file: file, field: "use_sliding_window", value: "true")
         }
-        if family == .llama, let sw = obj["sliding_window"], !(sw is NSNull) {
-            throw ConfigError.unsupported(file: file, field: "sliding_window", value: "\(sw)")
+        if family == .llama, let sw = r.value("sliding_window") {
+            throw ConfigError.unsupported(file: file, field: "sliding_window", value: JSONFields.text(sw))
         }
-        if let lt = obj["layer_types"] as? [String], let other = lt.first(where: { $0 != "full_attention" }) {
-            throw ConfigError.unsupported(file: file, field: "layer_types", value: other)
+        if let lt = r.value("layer_types") {
+            guard let items = lt.arrayValue else { throw r.wrongType("layer_types", lt, expected: "an array of strings") }
+            for (i, item) in items.enumerated() {
+                guard let kind = item.stringValue else { throw r.wrongType("layer_types[\(i)]", item, expected: "a string") }
+                if kind != "full_attention" { throw ConfigError.unsupported(file: file, field: "layer_types", value: kind) }
+            }
         }
         for moe in ["num_experts", "num_local_experts", "n_routed_experts"] {
-            if let n = (obj[moe] as? NSNumber)?.intValue, n > 0 {
+            if let n = try r.int(moe), n > 0 {
                 throw ConfigError.unsupported(file: file, field: moe, value: "\(n) (mixture of experts)")
             }
         }
-        if (obj["mlp_bias"] as? Bool) == true { throw ConfigError.unsupported(file: file, field: "mlp_bias", value: "true") }
-        if let tp = (obj["pretraining_tp"] as? NSNumber)?.intValue, tp != 1 {
+        if try r.bool("mlp_bias") == true { throw ConfigError.unsupported(file: file, field: "mlp_bias", value: "true") }
+        if let tp = try r.int("pretraining_tp"), tp != 1 {
             throw ConfigError.unsupported(file: file, field: "pretraining_tp", value: "\(tp)")
         }
 
@@ -202,13 +225,20 @@ extension ModelConfig {
             headDim: try r.int("head_dim") ?? (heads > 0 ? hidden / heads : 0),
             rmsNormEps: Float(try r.double("rms_norm_eps") ?? 1e-6),
             ropeTheta: theta ?? 10_000,
-            tieWordEmbeddings: (obj["tie_word_embeddings"] as? Bool) ?? false,
-            attentionBias: (obj["attention_bias"] as? Bool) ?? false,
+            tieWordEmbeddings: try r.bool("tie_word_embeddings") ?? false,
+            attentionBias: try r.bool("attention_bias") ?? false,
             maxPositionEmbeddings: try r.int("max_position_embeddings") ?? 4096)
         bosTokenId = try r.int("bos_token_id")
-        if let e = obj["eos_token_id"] as? [NSNumber] { eosTokenIds = e.map(\.intValue) }
-        else if let e = try r.int("eos_token_id") { eosTokenIds = [e] }
-        dtype = (obj["torch_dtype"] as? String) ?? (obj["dtype"] as? String)
+        if let e = r.value("eos_token_id"), let items = e.arrayValue {
+            eosTokenIds = try items.enumerated().map { i, v in
+                guard let id = JSONFields.integer(v) else { throw r.wrongType("eos_token_id[\(i)]", v, expected: "an integer") }
+                return id
+            }
+        } else if let e = try r.int("eos_token_id") { eosTokenIds = [e] }
+        dtype = try r.string("torch_dtype") ?? r.string("dtype")
+        for id in [bosTokenId].compactMap({ $0 }) + eosTokenIds where id < 0 {
+            throw ConfigError.invalid(file: file, field: bosTokenId == id ? "bos_token_id" : "eos_token_id", reason: "\(id) is negative")
+        }
         try validate(file: file)
     }
 
@@ -236,27 +266,71 @@ extension ModelConfig {
     }
 }
 
-/// Typed field access over a JSON object, naming the field on errors.
+/// Typed field access over a JSON object (`JSONValue`, which keeps numbers as written and
+/// never confuses a boolean with a number), naming the field and the value on errors.
 struct JSONFields {
-    let obj: [String: Any]
+    let obj: JSONValue
     let file: String
+    /// Prepended to field names in errors ("rope_parameters.").
+    var prefix = ""
+
+    /// The value of `k`, nil when absent or null.
+    func value(_ k: String) -> JSONValue? { obj[k]?.nonNull }
+
+    /// A short rendering of a JSON value for messages.
+    static func text(_ v: JSONValue) -> String {
+        switch v {
+        case .null: return "null"
+        case let .bool(b): return "\(b)"
+        case let .number(n): return n
+        case let .string(s): return "\"\(s.count > 40 ? String(s.prefix(40)) + "…" : s)\""
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+
+    func wrongType(_ k: String, _ v: JSONValue, expected: String) -> ConfigError {
+        .invalid(file: file, field: prefix + k, reason: "expected \(expected), got \(JSONFields.text(v))")
+    }
+
+    /// The integer a JSON number stands for: an integer literal, or a float literal with an
+    /// integral value (transformers writes `2048` but a hand-edited `2048.0` means the same),
+    /// within ±2^53. Nil otherwise (booleans and strings included).
+    static func integer(_ v: JSONValue) -> Int? {
+        guard case let .number(n) = v else { return nil }
+        if let i = Int(n) { return i }
+        guard let d = Double(n), d == d.rounded(), abs(d) <= 9_007_199_254_740_992 else { return nil }
+        return Int(d)
+    }
 
     func int(_ k: String, required: Bool = false) throws -> Int? {
-        guard let v = obj[k], !(v is NSNull) else {
-            if required { throw ConfigError.missingField(file: file, field: k) }
+        guard let v = value(k) else {
+            if required { throw ConfigError.missingField(file: file, field: prefix + k) }
             return nil
         }
-        guard let n = v as? NSNumber, n.doubleValue == n.doubleValue.rounded() else {
-            throw ConfigError.invalid(file: file, field: k, reason: "expected an integer, got \(v)")
+        if let i = JSONFields.integer(v) { return i }
+        if case let .number(n) = v, let d = Double(n), d == d.rounded() {
+            throw ConfigError.invalid(file: file, field: prefix + k, reason: "\(n) is out of range for an integer")
         }
-        return n.intValue
+        throw wrongType(k, v, expected: "an integer")
     }
 
     func double(_ k: String) throws -> Double? {
-        guard let v = obj[k], !(v is NSNull) else { return nil }
-        guard let n = v as? NSNumber else {
-            throw ConfigError.invalid(file: file, field: k, reason: "expected a number, got \(v)")
-        }
-        return n.doubleValue
+        guard let v = value(k) else { return nil }
+        guard case let .number(n) = v, let d = Double(n) else { throw wrongType(k, v, expected: "a number") }
+        guard d.isFinite else { throw ConfigError.invalid(file: file, field: prefix + k, reason: "\(n) is out of range") }
+        return d
+    }
+
+    func string(_ k: String) throws -> String? {
+        guard let v = value(k) else { return nil }
+        guard let s = v.stringValue else { throw wrongType(k, v, expected: "a string") }
+        return s
+    }
+
+    func bool(_ k: String) throws -> Bool? {
+        guard let v = value(k) else { return nil }
+        guard let b = v.boolValue else { throw wrongType(k, v, expected: "true or false") }
+        return b
     }
 }

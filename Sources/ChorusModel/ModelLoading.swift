@@ -1,5 +1,9 @@
 import ChorusTensor
+import ChorusTokenizer
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The set of safetensors files of a checkpoint: `model.safetensors`, or the shards named by
 /// `model.safetensors.index.json`.
@@ -10,15 +14,28 @@ public struct CheckpointFiles {
     public let location: [String: SafeTensorsFile]
 
     /// Opens the weights of a model directory, checking the shard index against the shards.
+    ///
+    /// When both `model.safetensors` and `model.safetensors.index.json` exist, the single file
+    /// is loaded and the index ignored, as transformers' `from_pretrained` does (it looks for
+    /// the single file first), so both load the same model.
     public init(directory: URL) throws {
         let fm = FileManager.default
         let single = directory.appendingPathComponent("model.safetensors")
         let index = directory.appendingPathComponent("model.safetensors.index.json")
-        if fm.fileExists(atPath: index.path) {
-            guard let data = fm.contents(atPath: index.path),
-                  let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-                  let map = obj["weight_map"] as? [String: String]
+        if !Self.isRegularFile(single.path) && fm.fileExists(atPath: index.path) {
+            let data: Data
+            do { data = try InputFile.read(index.path, limit: 256 << 20) } catch let e as InputFileError {
+                throw CheckpointError.unreadable(path: index.path, problem: e.problem)
+            }
+            guard let obj = (try? JSONParser.parse(data)), let members = obj["weight_map"]?.objectValue
             else { throw CheckpointError.badIndex(file: index.path, detail: "no 'weight_map' object") }
+            var map: [String: String] = [:]
+            for (name, v) in members {
+                guard let shard = v.stringValue else {
+                    throw CheckpointError.badIndex(file: index.path, detail: "weight_map entry '\(name)' is not a file name string")
+                }
+                map[name] = shard
+            }
             var opened: [String: SafeTensorsFile] = [:]
             var loc: [String: SafeTensorsFile] = [:]
             for shard in Set(map.values).sorted() {
@@ -39,13 +56,25 @@ public struct CheckpointFiles {
             }
             files = opened.keys.sorted().map { opened[$0]! }
             location = loc
-        } else if fm.fileExists(atPath: single.path) {
+        } else if fm.fileExists(atPath: single.path) || Self.isSymlink(single.path) {
             let f = try SafeTensorsFile(path: single.path)
             files = [f]
             location = Dictionary(uniqueKeysWithValues: f.tensors.keys.map { ($0, f) })
         } else {
             throw CheckpointError.fileNotFound(path: single.path)
         }
+    }
+
+    /// Whether `path` is a regular file after following links (what Python's `os.path.isfile` says).
+    static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFREG
+    }
+
+    /// Whether `path` is a symbolic link (a dangling one is reported by opening it).
+    static func isSymlink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK
     }
 }
 
@@ -55,7 +84,12 @@ extension TransformerModel {
     /// the files must be used (rotary `inv_freq` buffers, which transformers recomputes, and a
     /// tied `lm_head.weight` are the only exceptions).
     public static func load(directory: URL) throws -> TransformerModel {
+        do { try InputFile.checkDirectory(directory.path, what: "model directory") } catch let e as InputFileError {
+            throw CheckpointError.unreadable(path: e.path, problem: e.problem)
+        }
         let config = try ModelConfig(contentsOf: directory.appendingPathComponent("config.json"))
+        // The parameters must fit in memory before the layout (or anything) is built.
+        try MemoryCheck.model(config, source: directory.path)
         let ck = try CheckpointFiles(directory: directory)
         // Check names, shapes and dtypes against the config before allocating anything, so a
         // config that lies about sizes fails with a message instead of a huge allocation.
@@ -95,9 +129,18 @@ extension TransformerModel {
         }
     }
 
-    /// Converts every parameter into the flat buffer (after `check`).
+    /// Converts every parameter into the flat buffer (after `check`). A NaN or infinity in any
+    /// weight is refused naming the file, tensor and element: such a model would score and
+    /// sample garbage without a word.
     func read(_ ck: CheckpointFiles, directory: URL) throws {
-        for e in layout.entries { try ck.location[e.name]!.read(e.name, into: parameter(e.offset)) }
+        for e in layout.entries {
+            let f = ck.location[e.name]!
+            let p = parameter(e.offset)
+            try f.read(e.name, into: p)
+            for i in 0..<e.count where !p[i].isFinite {
+                throw CheckpointError.nonFinite(file: f.path, tensor: e.name, index: i, value: p[i])
+            }
+        }
         if config.tieWordEmbeddings, let f = ck.location["lm_head.weight"] {
             // Some exporters write the tied head explicitly; accept it only if it really is
             // the embedding.

@@ -1,4 +1,5 @@
 import ChorusTensor
+import ChorusTokenizer
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -35,6 +36,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case missingTensor(name: String, directory: String)
     case unusedTensor(name: String, file: String)
     case badIndex(file: String, detail: String)
+    case nonFinite(file: String, tensor: String, index: Int, value: Float)
+    case unreadable(path: String, problem: String)
 
     public var description: String {
         switch self {
@@ -47,6 +50,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case let .missingTensor(n, d): return "\(d): missing tensor '\(n)'"
         case let .unusedTensor(n, f): return "\(f): unexpected tensor '\(n)' (not used by this model)"
         case let .badIndex(f, d): return "\(f): invalid sharded checkpoint index: \(d)"
+        case let .nonFinite(f, t, i, v): return "\(f): tensor '\(t)': element \(i) is \(v) (weights must be finite numbers)"
+        case let .unreadable(p, why): return "\(p): \(why)"
         }
     }
 }
@@ -79,8 +84,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Maps and validates a safetensors file.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        if fd < 0 { throw CheckpointError.fileNotFound(path: path) }
+        let fd: Int32
+        do { fd = try InputFile.open(path) } catch let e as InputFileError {
+            if e.problem == InputFile.problem(errno: ENOENT) { throw CheckpointError.fileNotFound(path: path) }
+            throw CheckpointError.unreadable(path: path, problem: e.problem)
+        }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw CheckpointError.fileNotFound(path: path) }
@@ -113,47 +121,83 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         let dataStart = 8 + headerLen
         let headerData = Data(bytes: base + 8, count: headerLen)
-        guard let obj = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
-            throw CheckpointError.badHeader(file: path, detail: "header is not a JSON object")
+        // The reference `safetensors` library's rules: a UTF-8 JSON object starting with '{'
+        // (trailing spaces allowed), `__metadata__` a map of strings to strings, every entry
+        // {dtype, shape: [non-negative integers], data_offsets: [begin, end] integers}, the
+        // tensors tiling the data section exactly (no gap, no overlap, no trailing bytes).
+        guard headerData.first == UInt8(ascii: "{") else {
+            throw CheckpointError.badHeader(file: path, detail: "header does not start with '{'")
         }
+        let root: JSONValue
+        do { root = try JSONParser.parse(headerData) } catch {
+            throw CheckpointError.badHeader(file: path, detail: "header is not valid JSON (\(error))")
+        }
+        guard let members = root.objectValue else { throw CheckpointError.badHeader(file: path, detail: "header is not a JSON object") }
         let dataSize = size - dataStart
         var infos: [String: SafeTensorInfo] = [:]
         var meta: [String: String] = [:]
-        for (name, v) in obj {
+        /// A JSON integer literal in 0...Int.max (no sign, fraction or exponent: serde's usize).
+        func unsigned(_ v: JSONValue) -> Int? {
+            guard case let .number(n) = v, n.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            return Int(n)
+        }
+        for (name, v) in members {
+            if infos[name] != nil || (name == "__metadata__" && !meta.isEmpty) {
+                throw CheckpointError.badHeader(file: path, detail: "entry '\(name)' appears twice")
+            }
             if name == "__metadata__" {
-                if let m = v as? [String: Any] { for (k, x) in m { meta[k] = "\(x)" } }
+                if case .null = v { continue }
+                guard let m = v.objectValue else { throw CheckpointError.badHeader(file: path, detail: "__metadata__ is not an object of strings") }
+                for (k, x) in m {
+                    guard let str = x.stringValue else {
+                        throw CheckpointError.badHeader(file: path, detail: "__metadata__ value of '\(k)' is not a string")
+                    }
+                    meta[k] = str
+                }
                 continue
             }
-            guard let e = v as? [String: Any], let ds = e["dtype"] as? String,
-                  let shapeN = e["shape"] as? [NSNumber], let offN = e["data_offsets"] as? [NSNumber], offN.count == 2
+            guard let ds = v["dtype"]?.stringValue, let shapeJ = v["shape"]?.arrayValue, let offJ = v["data_offsets"]?.arrayValue
             else { throw CheckpointError.badHeader(file: path, detail: "entry '\(name)' lacks dtype, shape or data_offsets") }
             guard let dt = SafeTensorsDType(rawValue: ds) else {
                 throw CheckpointError.unsupportedDType(file: path, tensor: name, dtype: ds)
             }
-            let shape = shapeN.map(\.intValue)
-            if shape.contains(where: { $0 < 0 }) { throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' has a negative dimension") }
-            let b = offN[0].intValue, en = offN[1].intValue
+            var shape: [Int] = []
+            for d in shapeJ {
+                guard let n = unsigned(d) else {
+                    throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' shape has a dimension that is not a non-negative integer")
+                }
+                shape.append(n)
+            }
+            guard offJ.count == 2, let b = unsigned(offJ[0]), let en = unsigned(offJ[1]) else {
+                throw CheckpointError.badOffsets(file: path, tensor: name, detail: "data_offsets must be two non-negative integers")
+            }
             var numel = 1
             for d in shape {
                 let (r, o) = numel.multipliedReportingOverflow(by: d)
                 if o { throw CheckpointError.badHeader(file: path, detail: "tensor '\(name)' shape overflows") }
                 numel = r
             }
-            if b < 0 || en < b { throw CheckpointError.badOffsets(file: path, tensor: name, detail: "[\(b), \(en)] is not a range") }
+            if en < b { throw CheckpointError.badOffsets(file: path, tensor: name, detail: "[\(b), \(en)] is not a range") }
             if en > dataSize {
                 throw CheckpointError.badOffsets(file: path, tensor: name, detail: "end \(en) is past the data section (\(dataSize) bytes; file truncated or header lies)")
             }
-            if en - b != numel * dt.size {
+            let (bytes, o) = numel.multipliedReportingOverflow(by: dt.size)
+            if o || en - b != bytes {
                 throw CheckpointError.badOffsets(file: path, tensor: name, detail: "\(en - b) bytes for \(numel) \(ds) elements")
             }
             infos[name] = SafeTensorInfo(name: name, dtype: dt, shape: shape, begin: b, end: en)
         }
-        // Tensors must not overlap (the reference library also requires full coverage).
-        let sorted = infos.values.sorted { $0.begin < $1.begin }
+        // The tensors tile the data section from byte 0 with no gap or overlap, and nothing
+        // follows the last one (the reference rejects all three).
+        let sorted = infos.values.sorted { ($0.begin, $0.end) < ($1.begin, $1.end) }
         var cursor = 0
         for t in sorted {
             if t.begin < cursor { throw CheckpointError.badOffsets(file: path, tensor: t.name, detail: "overlaps the previous tensor") }
+            if t.begin > cursor { throw CheckpointError.badOffsets(file: path, tensor: t.name, detail: "leaves \(t.begin - cursor) unused bytes before it") }
             cursor = t.end
+        }
+        if cursor != dataSize {
+            throw CheckpointError.badHeader(file: path, detail: "\(dataSize - cursor) bytes after the last tensor (the data section must end with it)")
         }
         return (infos, meta, dataStart)
     }

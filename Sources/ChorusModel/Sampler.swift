@@ -46,13 +46,22 @@ public struct SampledToken: Sendable, Equatable {
 public func sampleToken(logits: UnsafePointer<Float>, vocab V: Int, params: SamplingParameters,
                         rng: inout ChorusRNG, work: UnsafeMutablePointer<Float>,
                         order: UnsafeMutablePointer<Int32>) -> SampledToken {
-    if params.temperature == 0 {
+    // A temperature so small that 1/T overflows Float (T < ~3e-39) is the greedy limit.
+    let invT = 1 / params.temperature
+    if params.temperature == 0 || !invT.isFinite {
         var best = 0
         for j in 1..<V where logits[j] > logits[best] { best = j }
         return SampledToken(id: best, logprob: 0)
     }
-    let invT = 1 / params.temperature
-    for j in 0..<V { work[j] = logits[j] * invT }
+    var scaledFinite = true
+    for j in 0..<V { work[j] = logits[j] * invT; scaledFinite = scaledFinite && work[j].isFinite }
+    if !scaledFinite {
+        // Logits × 1/T overflowed (tiny T): scale the gaps to the maximum instead, which are
+        // <= 0 and at worst -inf (probability 0), never inf - inf = NaN.
+        var m = logits[0]
+        for j in 1..<V { m = max(m, logits[j]) }
+        for j in 0..<V { work[j] = logits[j] == m ? 0 : (logits[j] - m) * invT }
+    }
     softmaxRowInPlace(work, count: V)
     let needsFilter = (params.topK > 0 && params.topK < V) || params.topP < 1
     if !needsFilter {
@@ -122,6 +131,8 @@ extension TransformerModel {
                          seeds: [UInt64], stopTokens: Set<Int> = [],
                          workspace ws: ForwardWorkspace = ForwardWorkspace()) throws -> [Generation] {
         try params.validate()
+        try MemoryCheck.generation(config, promptTokens: prompts.reduce(0) { $0 + $1.count }, longestPrompt: prompts.map(\.count).max() ?? 0,
+                                   samples: prompts.count * max(1, samplesPerPrompt), maxTokens: maxTokens)
         let G = samplesPerPrompt
         precondition(G >= 1 && seeds.count == prompts.count * G, "one seed per sample")
         let V = config.vocabSize

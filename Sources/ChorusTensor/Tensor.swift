@@ -1,3 +1,6 @@
+import ChorusCore
+import Foundation
+
 /// A Float32 tensor: a row-major shape over one owned, 64-byte aligned buffer.
 ///
 /// Reference semantics on purpose (like llm.c's flat buffers): activations, parameters and
@@ -13,9 +16,19 @@ public final class Tensor: @unchecked Sendable {
     public let capacity: Int
 
     /// Allocates a zero-filled tensor of the given shape.
+    ///
+    /// Callers check input-sized requests against `ResourceLimits` first and throw; a request
+    /// that still exceeds the limit (or overflows) ends the process with one line naming the
+    /// shape, the last line of defence against a crash with a backtrace or the OOM killer.
     public init(shape: [Int]) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
-        let n = shape.reduce(1, *)
+        var n = 1
+        for d in shape {
+            let (r, overflow) = n.multipliedReportingOverflow(by: d)
+            if overflow { Tensor.refuse(shape, bytes: shape.reduce(4.0) { $0 * Double($1) }) }
+            n = r
+        }
+        if n > Tensor.maxElements { Tensor.refuse(shape, bytes: 4 * Double(n)) }
         self.shape = shape
         self.count = n
         self.capacity = max(n, 1)
@@ -25,6 +38,16 @@ public final class Tensor: @unchecked Sendable {
     }
 
     deinit { data.deallocate() }
+
+    /// The most floats one tensor may hold: the memory limit (`ResourceLimits`) over 4.
+    static let maxElements: Int = ((try? ResourceLimits.current().bytes) ?? ResourceLimits.machineMemory) / 4
+
+    /// Ends the process with one line: an allocation no caller checked exceeds the limit.
+    static func refuse(_ shape: [Int], bytes: Double) -> Never {
+        let limit: (bytes: Int, source: String) = (try? ResourceLimits.current()) ?? (ResourceLimits.machineMemory, "physical memory")
+        FileHandle.standardError.write(Data(("chorus: \(ResourceError(what: "a tensor of shape \(shape)", bytes: bytes, limit: limit.bytes, source: limit.source))\n").utf8))
+        exit(1)
+    }
 
     /// Changes the shape in place; the element count must fit the capacity.
     public func reshape(_ newShape: [Int]) {

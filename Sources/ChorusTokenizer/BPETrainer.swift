@@ -1,3 +1,4 @@
+import ChorusCore
 import Foundation
 
 /// Trains a byte-level BPE tokenizer in the Qwen2 layout: NFC normalizer, Split with the Qwen2
@@ -29,13 +30,15 @@ public struct BPETrainer: Sendable {
         var texts: [String] = []
         for url in files {
             let data: Data
-            do { data = try Data(contentsOf: url) } catch {
-                throw TokenizerError.unreadableFile(path: url.path, reason: error.localizedDescription)
+            do { data = try InputFile.read(url.path) } catch {
+                throw TokenizerError.unreadableFile(path: url.path, reason: (error as? InputFileError)?.problem ?? "\(error)")
             }
-            guard let s = String(validating: data, as: UTF8.self) else {
-                throw TokenizerError.invalidTrainingRequest(reason: "'\(url.path)' is not valid UTF-8 text")
+            do { texts.append(try UTF8Text.decode(data, source: url.path)) } catch {
+                throw TokenizerError.invalidTrainingRequest(reason: "\(error)")
             }
-            texts.append(s)
+        }
+        if texts.allSatisfy({ $0.isEmpty }) {
+            throw TokenizerError.invalidTrainingRequest(reason: "no text to train on: \(files.map(\.path).joined(separator: ", ")) \(files.count == 1 ? "is" : "are") empty")
         }
         return try train(texts: texts)
     }
@@ -50,6 +53,7 @@ public struct BPETrainer: Sendable {
             throw .invalidTrainingRequest(reason: "vocab size \(vocabSize) is below 256 byte symbols + \(k) special tokens")
         }
         guard minFrequency >= 1 else { throw .invalidTrainingRequest(reason: "min frequency must be at least 1") }
+        guard texts.contains(where: { !$0.isEmpty }) else { throw .invalidTrainingRequest(reason: "no text to train on (the input is empty)") }
 
         let wordCounts = countWords(texts)
         // Sorted so that nothing below depends on dictionary order.

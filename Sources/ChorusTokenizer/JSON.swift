@@ -5,8 +5,10 @@ import Foundation
 /// tokenizer.json read and written back differs only where Chorus changed it.
 ///
 /// Foundation's JSONSerialization loses key order, turns `true` into `1` on Linux and escapes
-/// `/`; a 200-line parser is cheaper than working around all three.
-indirect enum JSONValue: Equatable {
+/// `/`; a 200-line parser is cheaper than working around all three. It is also the strict
+/// reader of config.json and safetensors headers (ChorusModel), where a number's literal
+/// text tells an integer from a float and a boolean is never a number.
+public indirect enum JSONValue: Equatable {
     case null
     case bool(Bool)
     /// The number's literal text (`"1"`, `"0.5"`, `"-3e2"`).
@@ -16,7 +18,7 @@ indirect enum JSONValue: Equatable {
     /// Members in file order.
     case object([(String, JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case let (.bool(a), .bool(b)): return a == b
@@ -30,23 +32,23 @@ indirect enum JSONValue: Equatable {
     }
 
     /// The member named `key` of an object (first occurrence), nil otherwise.
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case let .object(members) = self else { return nil }
         return members.first(where: { $0.0 == key })?.1
     }
 
     /// Nil for JSON `null` as well as for an absent value, since tokenizer.json uses both for "none".
-    var nonNull: JSONValue? {
+    public var nonNull: JSONValue? {
         if case .null = self { return nil }
         return self
     }
 
-    var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
-    var boolValue: Bool? { if case let .bool(b) = self { return b } else { return nil } }
-    var arrayValue: [JSONValue]? { if case let .array(a) = self { return a } else { return nil } }
-    var objectValue: [(String, JSONValue)]? { if case let .object(o) = self { return o } else { return nil } }
+    public var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
+    public var boolValue: Bool? { if case let .bool(b) = self { return b } else { return nil } }
+    public var arrayValue: [JSONValue]? { if case let .array(a) = self { return a } else { return nil } }
+    public var objectValue: [(String, JSONValue)]? { if case let .object(o) = self { return o } else { return nil } }
     /// An integer number (no fraction or exponent), nil otherwise.
-    var intValue: Int? { if case let .number(n) = self { return Int(n) } else { return nil } }
+    public var intValue: Int? { if case let .number(n) = self { return Int(n) } else { return nil } }
 
     /// Replaces (or appends) the member `key` of an object; no-op on other values.
     mutating func set(_ key: String, _ value: JSONValue) {
@@ -63,13 +65,13 @@ indirect enum JSONValue: Equatable {
 // MARK: - Parsing
 
 /// A recursive-descent JSON parser over UTF-8 bytes (RFC 8259).
-struct JSONParser {
+public struct JSONParser {
     private let bytes: [UInt8]
     private var pos = 0
     private var depth = 0
 
     /// Parses one complete document; trailing non-space bytes are an error.
-    static func parse(_ data: Data) throws(TokenizerError) -> JSONValue {
+    public static func parse(_ data: Data) throws(TokenizerError) -> JSONValue {
         var parser = JSONParser(bytes: [UInt8](data))
         let value = try parser.parseValue()
         parser.skipSpace()

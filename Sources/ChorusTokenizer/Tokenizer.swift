@@ -1,3 +1,4 @@
+import ChorusCore
 import Foundation
 
 /// A Hugging Face `tokenizer.json` byte-level BPE tokenizer (GPT-2, Qwen2/Qwen3, Llama-3 style)
@@ -38,9 +39,9 @@ public final class Tokenizer: @unchecked Sendable {
     public convenience init(contentsOf url: URL) throws(TokenizerError) {
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try InputFile.read(url.path)
         } catch {
-            throw TokenizerError.unreadableFile(path: url.path, reason: Self.shortReason(error))
+            throw TokenizerError.unreadableFile(path: url.path, reason: (error as? InputFileError)?.problem ?? Self.shortReason(error))
         }
         do {
             try self.init(data: data)
@@ -87,12 +88,30 @@ public final class Tokenizer: @unchecked Sendable {
             for (k, item) in items.enumerated() {
                 let token = try AddedToken(json: item, field: "added_tokens[\(k)]")
                 if addedIndexByContent[token.content] != nil { continue }  // HF keeps the first
+                try Self.checkAddedTokenId(token, field: "added_tokens[\(k)]", model: model,
+                                           other: addedIndexById[token.id].map { addedTokens[$0].content })
                 addedIndexById[token.id] = addedTokens.count
                 addedIndexByContent[token.content] = addedTokens.count
                 addedTokens.append(token)
             }
         }
         rebuildMatchers()
+    }
+
+    /// HF tokenizers does not take an added token's id from the file: it gives the token the
+    /// vocabulary id of its content, or a new id past the vocabulary (and warns). An entry whose
+    /// id is another token's would therefore encode differently here and in HF: refused.
+    private static func checkAddedTokenId(_ token: AddedToken, field: String, model: BPEModel, other: String?) throws(TokenizerError) {
+        let id = token.id
+        if id < model.tokens.count, let existing = model.tokens[id], existing != token.content {
+            throw .invalidField(field: field + ".id", reason: "id \(id) of added token '\(token.content)' is the vocabulary's '\(existing)'; Hugging Face would give the token another id")
+        }
+        if let vocabId = model.vocab[token.content], vocabId != id {
+            throw .invalidField(field: field + ".id", reason: "added token '\(token.content)' has id \(id) but is vocabulary id \(vocabId); Hugging Face uses \(vocabId)")
+        }
+        if let other, other != token.content {
+            throw .invalidField(field: field + ".id", reason: "id \(id) of added token '\(token.content)' is also the added token '\(other)'")
+        }
     }
 
     private static func shortReason(_ error: Error) -> String {

@@ -27,9 +27,16 @@ public struct NonFiniteError: Error, CustomStringConvertible {
     public var what: String
     /// The newest checkpoint on disk, if any.
     public var checkpoint: String?
+    /// Whether the update itself produced the non-finite values (nothing was logged or saved).
+    public var afterUpdate = false
+
+    public init(step: Int, what: String, checkpoint: String?, afterUpdate: Bool = false) {
+        self.step = step; self.what = what; self.checkpoint = checkpoint; self.afterUpdate = afterUpdate
+    }
 
     public var description: String {
-        "step \(step): \(what) is not finite (NaN or Inf); stopped before the update"
+        "step \(step): \(what) is not finite (NaN or Inf); "
+            + (afterUpdate ? "stopped without saving it (the learning rate is probably too high)" : "stopped before the update")
             + (checkpoint.map { ", the last good checkpoint is \($0)" } ?? ", no checkpoint was written yet")
     }
 }
@@ -66,7 +73,7 @@ public final class OptimizationLoop {
         optimizer = AdamW(model: model, config: options.adam)
         grads = Tensor(shape: [model.parameters.count])
         state = TrainerState(step: 0, rng: ChorusRNG(seed: options.seed), seed: options.seed)
-        run = try RunDirectory(url: directory)
+        run = try RunDirectory(url: directory, resuming: resume)
         if resume {
             try run.recordConfig(text: runFileText, settings: [:], resuming: true)
             if let ck = run.latestCheckpoint() {
@@ -93,6 +100,8 @@ public final class OptimizationLoop {
         let o = options
         StopSignal.install()
         defer { StopSignal.uninstall() }
+        // The directory stays locked while steps run; afterwards another process may take it.
+        defer { run.unlock() }
         let progress = ProgressReporter(total: o.steps, startStep: state.step)
         progress.enabled = showProgress
         var doneHere = 0
@@ -104,6 +113,9 @@ public final class OptimizationLoop {
             let norm = clipGradientNorm(grads, maxNorm: o.gradClip)
             let lr = o.schedule.rate(step: state.step, total: o.steps, peak: o.lr)
             optimizer.update(parameters: model.parameters, gradients: grads, lr: Float(lr))
+            // A finite gradient can still overflow the weights or AdamW's moments (lr = 1e30):
+            // stop before such a state is logged or checkpointed, keeping the last good one.
+            try checkFiniteState()
             state.step += 1
             state.counters["tokens", default: 0] += Double(report.tokens)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -137,6 +149,28 @@ public final class OptimizationLoop {
         run.syncMetrics()
         try run.saveCheckpoint(step: state.step, model: model, tokenizerJSON: tokenizerJSON, optimizer: optimizer,
                                state: state, keep: keepCheckpoints)
+    }
+
+    /// Throws naming the first parameter tensor that the update made NaN or Inf, or AdamW's
+    /// moments when they overflowed.
+    func checkFiniteState() throws {
+        let failedStep = state.step + 1
+        let ck = run.latestCheckpoint()?.path
+        if allFinite(model.parameters.data, model.parameters.count),
+           allFinite(optimizer.m.data, optimizer.m.count), allFinite(optimizer.v.data, optimizer.v.count) { return }
+        for e in model.layout.entries {
+            let p = model.parameters.data + e.offset
+            for i in 0..<e.count where !p[i].isFinite {
+                throw NonFiniteError(step: failedStep, what: "\(e.name) after the update", checkpoint: ck, afterUpdate: true)
+            }
+        }
+        throw NonFiniteError(step: failedStep, what: "AdamW's moment estimates after the update", checkpoint: ck, afterUpdate: true)
+    }
+
+    /// Whether every one of `n` floats is finite.
+    func allFinite(_ p: UnsafePointer<Float>, _ n: Int) -> Bool {
+        for i in 0..<n where !p[i].isFinite { return false }
+        return true
     }
 
     /// Throws naming the loss or the first parameter tensor whose gradient is NaN or Inf.

@@ -12,6 +12,8 @@ public enum RunError: Error, CustomStringConvertible {
     case badCheckpoint(String, String)
     case configChanged(String)
     case io(String, String)
+    case inUse(String)
+    case notARun(String, String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum RunError: Error, CustomStringConvertible {
         case let .badCheckpoint(d, why): return "\(d): unusable checkpoint: \(why)"
         case let .configChanged(d): return "\(d): the run file differs from the one this run was started with (see \(d)/run.toml); resume with the original file"
         case let .io(f, why): return "\(f): \(why)"
+        case let .inUse(d): return "\(d): run directory is in use by another chorus process (it holds \(d)/run.lock); wait for it to finish or stop it"
+        case let .notARun(d, why): return "\(d): cannot resume: \(why)"
         }
     }
 }
@@ -57,20 +61,68 @@ public final class RunDirectory {
     var checkpoints: URL { url.appendingPathComponent("checkpoints") }
     public var metricsURL: URL { url.appendingPathComponent("metrics.jsonl") }
     private var metricsFD: Int32 = -1
+    /// The open `run.lock`, flock'ed exclusively while this process uses the directory.
+    private var lockFD: Int32 = -1
 
-    public init(url: URL) throws {
+    /// Opens (creating when needed) a run directory and takes its lock: one process at a time
+    /// may use a run directory. With `resuming`, the directory must already hold a run (its
+    /// `run.toml`); nothing is created then.
+    public init(url: URL, resuming: Bool = false) throws {
         self.url = url
+        if resuming {
+            var st = stat()
+            guard stat(url.path, &st) == 0 else { throw RunError.notARun(url.path, InputFile.problem(errno: errno)) }
+            guard st.st_mode & S_IFMT == S_IFDIR else { throw RunError.notARun(url.path, "not a directory") }
+            let toml = url.appendingPathComponent("run.toml").path
+            guard stat(toml, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                throw RunError.notARun(url.path, "it holds no run.toml, so no run was started there (start one without --resume)")
+            }
+        }
+        do {
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        } catch { throw RunError.io(url.path, "cannot create run directory: \(error.localizedDescription)") }
+        try lock()
         do {
             try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)
         } catch { throw RunError.io(url.path, "cannot create run directory") }
     }
 
-    deinit { if metricsFD >= 0 { close(metricsFD) } }
+    deinit {
+        if metricsFD >= 0 { close(metricsFD) }
+        unlock()
+    }
+
+    /// Takes the exclusive lock on `run.lock` without waiting: a second process on the same
+    /// directory fails at once, before it reads or writes anything there. The kernel drops the
+    /// lock when the holder exits, kill -9 included, so a crash never leaves a stale lock.
+    func lock() throws {
+        let path = url.appendingPathComponent("run.lock").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RunError.io(path, "cannot open the run lock (\(InputFile.problem(errno: errno)))") }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK { throw RunError.inUse(url.path) }
+            throw RunError.io(path, "cannot lock (\(InputFile.problem(errno: e)))")
+        }
+        lockFD = fd
+    }
+
+    /// Releases the lock (when the run is done with the directory, or on deinit).
+    public func unlock() {
+        if lockFD >= 0 {
+            flock(lockFD, LOCK_UN)
+            close(lockFD)
+            lockFD = -1
+        }
+    }
 
     /// Records the run file (or checks it is unchanged when resuming).
     public func recordConfig(text: String, settings: [String: Any], resuming: Bool) throws {
         let toml = url.appendingPathComponent("run.toml")
-        if resuming, let old = try? String(contentsOf: toml, encoding: .utf8) {
+        if resuming {
+            let old = try InputFile.readText(toml.path)
             if old != text { throw RunError.configChanged(url.path) }
             return
         }

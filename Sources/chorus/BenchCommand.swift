@@ -43,6 +43,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         if batch <= 0 || seq <= 1 { throw ValidationError("--batch must be >= 1 and --seq >= 2") }
+        if decodeSteps < 1 { throw ValidationError("--decode-steps must be >= 1, got \(decodeSteps)") }
         if model == nil && BuiltinShape(rawValue: shape) == nil {
             throw ValidationError("unknown --shape '\(shape)' (valid: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -59,6 +60,12 @@ struct Bench: ParsableCommand {
             m = TransformerModel(config: BuiltinShape(rawValue: shape)!.config)
             m.initializeRandom(seed: 0)
         }
+        // Every size below comes from the command line: check the memory before allocating.
+        let (tokens, overflow) = batch.multipliedReportingOverflow(by: seq)
+        if overflow { throw CLIError("--batch \(batch) × --seq \(seq) tokens is more than Chorus can count") }
+        try MemoryCheck.scoring(m.config, tokens: tokens, longest: seq)
+        try MemoryCheck.generation(m.config, promptTokens: batch * 16, longestPrompt: 16, samples: batch, maxTokens: decodeSteps)
+        if !noTrain { try MemoryCheck.training(m.config, tokens: tokens, longest: seq) }
         var pairs: [(String, String)] = [
             ("model", JSONText.string(name)),
             ("parameters", "\(m.config.parameterCount)"),

@@ -21,7 +21,7 @@ private func reportingErrors(_ body: () throws -> Void) throws {
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        FileHandle.standardError.write(Data("chorus cache: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("chorus cache: \(describeError(error))\n".utf8))
         throw ExitCode(1)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `chorus` command-line tool.
 @main
@@ -19,4 +20,27 @@ struct Chorus: ParsableCommand {
             CacheCommand.self,
             Score.self,
         ])
+
+    /// ArgumentParser's `main`, with four additions: the environment is checked first
+    /// (`CHORUS_THREADS`, `CHORUS_MEMORY_LIMIT`), non-UTF-8 paths on the command line are used
+    /// byte for byte (`RawArguments`), and every error that is not the parser's own becomes one
+    /// line naming the file and cause (`describeError`); usage errors are one line too (the
+    /// usage itself is in `--help`).
+    static func main() {
+        do {
+            try EnvironmentCheck.validate()
+            var command = try parseAsRoot(try RawArguments.prepare())
+            try command.run()
+        } catch {
+            // --help, --version and explicit exit codes (130 after Ctrl-C) keep their format.
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { exit(withError: error) }
+            let parserError = String(reflecting: type(of: error)).hasPrefix("ArgumentParser.")
+            let text = parserError ? RawArguments.restorePaths(message(for: error)) : describeError(error)
+            let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }.joined(separator: " ")
+            FileHandle.standardError.write(Data("Error: \(line)\n".utf8))
+            Foundation.exit(code.rawValue)
+        }
+    }
 }

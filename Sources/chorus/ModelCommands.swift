@@ -2,6 +2,9 @@ import ArgumentParser
 import ChorusModel
 import ChorusTensor
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Options naming a model directory.
 struct ModelOptions: ParsableArguments {
@@ -12,10 +15,6 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> TransformerModel {
         workers.configure()
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: model, isDirectory: &isDir), isDir.boolValue else {
-            throw CLIError("\(model): model directory not found")
-        }
         return try TransformerModel.load(directory: URL(fileURLWithPath: model))
     }
 }
@@ -40,6 +39,7 @@ struct Logprobs: ParsableCommand {
     func run() throws {
         let ids = try parseTokenList(tokens)
         let model = try options.load()
+        try MemoryCheck.scoring(model.config, tokens: ids.count, longest: ids.count, topK: min(topK, model.config.vocabSize))
         let scores = try model.scoreSequence(ids, topK: topK)
         let lps = scores.map { $0.map { JSONText.number($0.logprob) } ?? "null" }
         let ents = scores.map { $0.map { JSONText.number($0.entropy) } ?? "null" }
@@ -110,6 +110,12 @@ struct Sample: ParsableCommand {
 }
 
 /// `chorus convert`: load a checkpoint (strictly) and write it again as f32 or bf16.
+///
+/// It never destroys its input: an output that is the input directory, inside it, or an
+/// ancestor of it (compared by device and inode, so symbolic links and `..` cannot hide it) is
+/// refused, and so is an output that already exists unless `--force` is given. With `--force`
+/// only the files convert writes (config.json, model.safetensors, tokenizer.json) are
+/// replaced, each atomically.
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-save a Hugging Face model directory as float32 or bfloat16 safetensors (tokenizer.json copied).")
@@ -117,24 +123,78 @@ struct Convert: ParsableCommand {
     @Option(help: "Source model directory.")
     var model: String
 
-    @Option(help: "Destination directory (created).")
+    @Option(help: "Destination directory (created; must not exist unless --force).")
     var output: String
 
     @Option(help: "f32 or bf16.")
     var dtype: String = "f32"
+
+    @Flag(help: "Write into an existing output directory (replacing config.json, model.safetensors, tokenizer.json there).")
+    var force = false
 
     func validate() throws {
         if dtype != "f32" && dtype != "bf16" { throw ValidationError("--dtype must be f32 or bf16") }
     }
 
     func run() throws {
-        let m = try TransformerModel.load(directory: URL(fileURLWithPath: model))
-        let out = URL(fileURLWithPath: output)
+        let source = URL(fileURLWithPath: model), out = URL(fileURLWithPath: output)
+        try InputFile.checkDirectory(model, what: "model directory")
+        try OutputSafety.checkDistinct(input: model, output: output, force: force)
+        let m = try TransformerModel.load(directory: source)
+        let tok = source.appendingPathComponent("tokenizer.json")
+        // Read the tokenizer before writing anything, and write it atomically (never delete first).
+        let tokenizerData: Data? = FileManager.default.fileExists(atPath: tok.path) ? try InputFile.read(tok.path) : nil
         try m.save(directory: out, dtype: dtype == "bf16" ? .bf16 : .f32)
-        let tok = URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json")
-        if FileManager.default.fileExists(atPath: tok.path) {
-            try? FileManager.default.removeItem(at: out.appendingPathComponent("tokenizer.json"))
-            try FileManager.default.copyItem(at: tok, to: out.appendingPathComponent("tokenizer.json"))
+        if let data = tokenizerData { try AtomicFile.write(data, to: out.appendingPathComponent("tokenizer.json")) }
+    }
+}
+
+/// Checks that a command's output cannot overwrite its input.
+enum OutputSafety {
+    /// (device, inode) of an existing path, following symbolic links; nil when it does not exist.
+    static func identity(_ path: String) -> (UInt64, UInt64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    /// Identities of what `path` would name and of each existing directory above it, nearest
+    /// first. Existing components are resolved by the kernel (symbolic links, `..` after a
+    /// link), never by string manipulation; components that do not exist yet are new
+    /// directories, which cannot be an existing input.
+    static func ancestry(_ path: String) -> [(UInt64, UInt64)] {
+        var base = path.hasPrefix("/") ? "/" : "."
+        var newNames = 0
+        for c in path.split(separator: "/") where c != "." {
+            if newNames > 0 {
+                newNames += c == ".." ? -1 : 1
+                continue
+            }
+            let next = base + "/" + c
+            if identity(next) != nil { base = next } else { newNames = 1 }
+        }
+        var out: [(UInt64, UInt64)] = []
+        var probe = base
+        while let id = identity(probe), !out.contains(where: { $0 == id }), out.count < 4096 {
+            out.append(id)
+            probe += "/.."
+        }
+        return out
+    }
+
+    /// Refuses an output that is the input, lies inside it or contains it, and an existing
+    /// output without `force`.
+    static func checkDistinct(input: String, output: String, force: Bool) throws {
+        guard let inputID = identity(input) else { return }   // loading will report the input
+        let outputChain = ancestry(output)
+        if outputChain.contains(where: { $0 == inputID }) {
+            throw CLIError("--output \(output) is the input directory \(input) or inside it; converting in place would destroy the input, choose another directory")
+        }
+        if let outputID = identity(output), ancestry(input).contains(where: { $0 == outputID }) {
+            throw CLIError("--output \(output) contains the input directory \(input); choose another directory")
+        }
+        if identity(output) != nil && !force {
+            throw CLIError("--output \(output) already exists; pass --force to write into it, or choose a new directory")
         }
     }
 }

@@ -24,6 +24,10 @@ struct SFT: ParsableCommand {
     @Flag(help: "No progress line on stderr.")
     var quiet = false
 
+    func validate() throws {
+        if let m = maxSteps, m < 1 { throw ValidationError("--max-steps must be >= 1, got \(m)") }
+    }
+
     func run() throws {
         let cfg = try SFTConfig(contentsOf: URL(fileURLWithPath: runFile))
         let trainer = try SFTTrainer(config: cfg, resume: resume.map { URL(fileURLWithPath: $0) })

@@ -5,8 +5,13 @@ import Foundation
 
 /// `--threads N`: the worker pool of the kernels and BLAS.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Worker threads for kernels and BLAS (default: all cores).")
+    @Option(help: "Worker threads for kernels and BLAS (default: all cores, or CHORUS_THREADS).")
     var threads: Int?
+
+    /// 0 and negative counts are refused, not clamped.
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be >= 1, got \(t)") }
+    }
 
     /// Sizes the worker pool; call before any kernel runs.
     func configure() { Parallel.configure(threads: threads) }

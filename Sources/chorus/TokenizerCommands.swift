@@ -75,8 +75,11 @@ struct TrainTokenizer: ParsableCommand {
     @Option(help: "Pairs seen fewer times are not merged.")
     var minFrequency: Int = 2
 
-    @Option(help: "Where to write tokenizer.json.")
+    @Option(help: "Where to write tokenizer.json (must not exist unless --force; never one of the inputs).")
     var output: String
+
+    @Flag(help: "Replace an existing --output file.")
+    var force = false
 
     func validate() throws {
         if input.isEmpty { throw ValidationError("--input needs at least one file") }
@@ -86,9 +89,20 @@ struct TrainTokenizer: ParsableCommand {
     }
 
     func run() throws {
+        // The output must not be one of the inputs (that would destroy training data), and an
+        // existing file is replaced only when asked for.
+        if let outID = OutputSafety.identity(output) {
+            if let same = input.first(where: { OutputSafety.identity($0).map { $0 == outID } ?? false }) {
+                throw CLIError("--output \(output) is the input file \(same); choose another output")
+            }
+            if !force { throw CLIError("--output \(output) already exists; pass --force to replace it") }
+        }
         let trainer = BPETrainer(vocabSize: vocabSize, specialTokens: specialTokens, minFrequency: minFrequency)
         let tok = try trainer.train(files: input.map { URL(fileURLWithPath: $0) })
         try tok.write(to: URL(fileURLWithPath: output))
+        if tok.vocabSize < vocabSize {
+            FileHandle.standardError.write(Data("note: the input has pairs for only \(tok.vocabSize) tokens (of --vocab-size \(vocabSize)); wrote \(tok.vocabSize)\n".utf8))
+        }
     }
 }
 
@@ -109,10 +123,8 @@ struct BenchTokenizer: ParsableCommand {
 
     func run() throws {
         let tok = try tokenizer.load()
-        guard let data = FileManager.default.contents(atPath: input),
-              let text = String(validating: data, as: UTF8.self) else {
-            throw ValidationError("--input: cannot read '\(input)' as UTF-8 text")
-        }
+        let data = try InputFile.read(input)
+        let text = try UTF8Text.decode(data, source: input)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0) + "\n" }
         let megabytes = Double(data.count) / 1e6
         func best(_ body: () -> Int) -> (seconds: Double, tokens: Int) {

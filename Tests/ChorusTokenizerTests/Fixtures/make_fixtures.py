@@ -12,7 +12,7 @@ Run from this directory with the venv's Python. Order:
        additionally runs the Swift trainer:
          chorus tokenizer train --input train_corpus.txt --vocab-size 700
                                 --special-token '<|endoftext|>' --special-token '<|im_start|>'
-                                --special-token '<|im_end|>' --output swift_trained.json
+                                --special-token '<|im_end|>' --output swift_trained.json --force
        then loads swift_trained.json in HF `tokenizers` and records HF's ids for the same case
        texts in swift_trained_golden.json. The Swift tests retrain from train_corpus.txt, check
        the file is byte-identical and that Swift's ids equal HF's.
@@ -267,7 +267,7 @@ def main():
         chorus = sys.argv[sys.argv.index("--chorus") + 1]
         subprocess.run([chorus, "tokenizer", "train", "--input", "train_corpus.txt", "--vocab-size", "700",
                         "--special-token", "<|endoftext|>", "--special-token", "<|im_start|>",
-                        "--special-token", "<|im_end|>", "--output", "swift_trained.json"], check=True)
+                        "--special-token", "<|im_end|>", "--output", "swift_trained.json", "--force"], check=True)
         tok = Tokenizer.from_file("swift_trained.json")
         with open("swift_trained_golden.json", "w", encoding="utf-8") as f:
             json.dump(record(tok, texts), f, ensure_ascii=False, separators=(",", ":"))
