@@ -30,10 +30,10 @@ let package = Package(
         .target(name: "ChorusConfig", dependencies: ["TOMLKit"]),
         .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
         .target(name: "ChorusTokenizer", dependencies: ["ChorusCore"]),
-        .target(name: "ChorusModel", dependencies: ["ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
+        .target(name: "ChorusModel", dependencies: ["ChorusCore", "ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
         .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "ChorusTeachers", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusConfig"]),
-        .target(name: "ChorusTraining", dependencies: ["ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig"], swiftSettings: numericFlags),
+        .target(name: "ChorusTraining", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",
             dependencies: [

@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusModel
 import ChorusTensor
 import Foundation

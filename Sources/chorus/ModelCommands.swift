@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChorusCore
 import ChorusModel
 import ChorusTensor
 import Foundation

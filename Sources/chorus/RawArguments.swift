@@ -15,6 +15,10 @@ import Glibc
 /// that does not exist yet must itself be UTF-8 (Chorus could not create it byte for byte), and
 /// text arguments (`--text`, `--string`, ...) must be UTF-8: both are refused with one line.
 enum RawArguments {
+    /// Linux's `O_PATH` (open for path resolution only; reads nothing, never blocks), which
+    /// Glibc's Swift overlay does not export.
+    static let oPath: Int32 = 0o10000000
+
     /// Options whose values are text, never paths: invalid UTF-8 there is refused.
     static let textOptions: Set<String> = [
         "--text", "--string", "--privileged", "--set", "--special-token", "--tokens", "--ids", "--aggregator",
@@ -95,7 +99,7 @@ enum RawArguments {
         let tail = components[(last + 1)...].map { String(decoding: $0, as: UTF8.self) }
         let fd = head.withUnsafeBufferPointer { buf -> Int32 in
             var z = Array(buf); z.append(0)
-            return z.withUnsafeBufferPointer { open(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), O_PATH | O_CLOEXEC) }
+            return z.withUnsafeBufferPointer { open(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), oPath | O_CLOEXEC) }
         }
         guard fd >= 0 else {
             let e = errno

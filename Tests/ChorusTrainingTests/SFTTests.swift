@@ -97,6 +97,11 @@ final class SFTTests: XCTestCase {
         let refFinal = try XCTUnwrap(try reference.train())
         let expected = try TransformerModel.load(directory: refFinal).parameters.array
 
+        // The same run file with another output directory: the first start is fresh, and
+        // every later one resumes (--resume is refused until a run.toml records the run).
+        let killedRunFile = dir.appendingPathComponent("killed.toml")
+        try String(contentsOf: runFile, encoding: .utf8).replacingOccurrences(of: "dir = \"out\"", with: "dir = \"killed\"")
+            .write(to: killedRunFile, atomically: true, encoding: .utf8)
         let resumed = dir.appendingPathComponent("killed")
         var kills = 0, attempt = 0
         var rng = ChorusRNG(seed: UInt64(Date().timeIntervalSince1970))
@@ -106,7 +111,8 @@ final class SFTTests: XCTestCase {
             if attempt >= 60 { return }
             let p = Process()
             p.executableURL = try XCTUnwrap(chorusExecutable())
-            p.arguments = ["sft", runFile.path, "--resume", resumed.path, "--quiet"]
+            let started = FileManager.default.fileExists(atPath: resumed.appendingPathComponent("run.toml").path)
+            p.arguments = ["sft", killedRunFile.path, "--quiet"] + (started ? ["--resume", resumed.path] : [])
             p.standardError = FileHandle.nullDevice
             try p.run()
             // Let it get somewhere, then kill -9 (unless it already finished). The window grows
