@@ -50,7 +50,7 @@ enum RawArguments {
                 prefix = name + "="
                 value = bytes[(eq + 1)...]
             }
-            if textOptions.contains(option) || bytes.first == UInt8(ascii: "-") {
+            if textOptions.contains(option) || (prefix.isEmpty && bytes.first == UInt8(ascii: "-")) {
                 throw CLIError("\(option): '\(display(bytes[...]))' is not valid UTF-8 (\(firstBadByte(bytes[...]))); text must be UTF-8")
             }
             let arg = prefix + (try standIn(forPath: Array(value)))

@@ -91,3 +91,53 @@ public enum FixtureError: Error, CustomStringConvertible {
         switch self { case let .noCases(p): return "\(p): the fixture holds no cases (regenerate it with its make_fixtures.py)" }
     }
 }
+
+/// Runs `chorus` with raw byte-string arguments (which `Process` cannot pass: it takes Swift
+/// strings, which are always valid UTF-8), for the tests of non-UTF-8 paths. Returns (exit
+/// status, stdout, stderr); stdout and stderr go through temporary files.
+public func runChorusRaw(_ args: [[UInt8]], file: StaticString = #filePath, line: UInt = #line) throws -> (Int32, String, String) {
+    guard let exe = chorusExecutable(file: file, line: line) else { throw CocoaError(.fileNoSuchFile) }
+    let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-raw-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: tmp) }
+    let outPath = tmp.appendingPathComponent("out").path, errPath = tmp.appendingPathComponent("err").path
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let all = [Array(exe.path.utf8)] + args
+    let cArgs: [UnsafeMutablePointer<CChar>?] = all.map { bytes in
+        let p = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+        for (i, b) in bytes.enumerated() { p[i] = CChar(bitPattern: b) }
+        p[bytes.count] = 0
+        return p
+    } + [nil]
+    defer { for p in cArgs { p?.deallocate() } }
+    var env = ProcessInfo.processInfo.environment
+    env["CHORUS_THREADS"] = "2"
+    let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { for p in cEnv { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, exe.path, &actions, nil, cArgs, cEnv)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let err = String(decoding: (try? Data(contentsOf: URL(fileURLWithPath: errPath))) ?? Data(), as: UTF8.self)
+    return (code, out, err)
+}
+
+/// Asserts a failed `chorus` run: non-zero exit by status (not a signal), nothing on stdout,
+/// exactly one line on stderr containing every fragment.
+public func assertOneLineFailure(_ result: (Int32, String, String), containing fragments: [String], _ what: String = "",
+                                 file: StaticString = #filePath, line: UInt = #line) {
+    let (status, out, err) = result
+    XCTAssertNotEqual(status, 0, "\(what) should fail: \(err)", file: file, line: line)
+    XCTAssertLessThan(status, 128, "\(what) terminated by a signal: \(err)", file: file, line: line)
+    XCTAssertTrue(out.isEmpty, "\(what): no stdout on error: \(out)", file: file, line: line)
+    let lines = err.split(separator: "\n").filter { !$0.isEmpty }
+    XCTAssertEqual(lines.count, 1, "\(what): one-line error expected: \(err)", file: file, line: line)
+    for f in fragments { XCTAssertTrue(err.contains(f), "\(what): error should contain '\(f)': \(err)", file: file, line: line) }
+}
