@@ -63,8 +63,16 @@ final class BPEModel: @unchecked Sendable {
             vocab[token] = id
             maxId = max(maxId, id)
         }
+        // Two tokens with one id would decode by dictionary order (HF inverts its HashMap just
+        // as arbitrarily): refused, naming both, in file order so the message is stable.
         var tokens = [String?](repeating: nil, count: maxId + 1)
-        for (token, id) in vocab { tokens[id] = token }
+        for (token, _) in members {
+            guard let id = vocab[token], tokens[id] != token else { continue }
+            if let other = tokens[id] {
+                throw .invalidField(field: "\(f).vocab.\(token)", reason: "id \(id) is also the id of '\(other)'; every token needs its own id")
+            }
+            tokens[id] = token
+        }
         self.vocab = vocab
         self.tokens = tokens
 
