@@ -109,9 +109,13 @@ public func normalizedWeights(_ w: [Double]?, count K: Int) throws -> [Double] {
     guard let w else { return [Double](repeating: 1 / Double(K), count: K) }
     if w.count != K { throw AggregatorError.badWeights("\(w.count) weights for \(K) teachers") }
     if let bad = w.first(where: { !($0 >= 0) || !$0.isFinite }) { throw AggregatorError.badWeights("weight \(bad) is not a finite number >= 0") }
-    let s = w.reduce(0, +)
-    if !(s > 0) { throw AggregatorError.badWeights("weights sum to zero") }
-    return w.map { $0 / s }
+    // Scaled by the largest first, so huge finite weights (1e308 + 1e308) cannot overflow
+    // the sum: only the ratios matter.
+    let top = w.max() ?? 0
+    if !(top > 0) { throw AggregatorError.badWeights("all weights are 0; at least one must be positive") }
+    let scaled = w.map { $0 / top }
+    let s = scaled.reduce(0, +)
+    return scaled.map { $0 / s }
 }
 
 /// A static mixture of all teachers with weights w_k: `arithmetic` in probability space,

@@ -71,6 +71,14 @@ public struct PoolManifest: Sendable, Equatable {
         for t in entries {
             let name = try t.required("name", try t.string("name"))
             if name.isEmpty { throw t.error("name", "must be a non-empty string") }
+            // The score cache labels each record with its teacher's name in at most 255 UTF-8
+            // bytes: refuse a longer name here, not after the first scoring.
+            if name.utf8.count > 255 {
+                throw t.error("name", "is \(name.utf8.count) bytes long; a teacher name may have at most 255 UTF-8 bytes")
+            }
+            if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw t.error("name", "contains a control character; names appear in metrics and messages")
+            }
             t.label = "('\(name)')"
             if specs.contains(where: { $0.name == name }) { throw t.error("name", "duplicate teacher name '\(name)'") }
             var kind = TeacherKind.checkpoint
@@ -100,8 +108,9 @@ public struct PoolManifest: Sendable, Equatable {
                                      privileged: privileged))
         }
         try root.finish()
-        if !(specs.map(\.weight).reduce(0, +) > 0) {
-            throw ConfigFileError(file: file.path, key: "teacher[*].weight", reason: "weights sum to zero")
+        // The largest weight, not the sum: 1e308 + 1e308 overflows but is a fine pair of weights.
+        if !((specs.map(\.weight).max() ?? 0) > 0) {
+            throw ConfigFileError(file: file.path, key: "teacher[*].weight", reason: "all weights are 0; at least one must be positive")
         }
         teachers = specs
     }

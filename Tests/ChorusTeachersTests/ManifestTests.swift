@@ -47,7 +47,7 @@ final class ManifestTests: XCTestCase {
             ("[[teacher]]\nname = \"s\"\nkind = \"self\"", ["x.toml", "teacher[0].privileged ('s')", "missing"]),
             ("[[teacher]]\nname = \"s\"\nkind = \"self\"\nprivileged = \"no slot\"", ["x.toml", "privileged", "{prompt}"]),
             ("[[teacher]]\nname = \"a\"\npath = \"x\"\nprivileged = \"{prompt}\"", ["x.toml", "privileged", "only allowed for kind"]),
-            ("[[teacher]]\nname = \"a\"\npath = \"x\"\nweight = 0", ["x.toml", "weight", "sum to zero"]),
+            ("[[teacher]]\nname = \"a\"\npath = \"x\"\nweight = 0", ["x.toml", "weight", "all weights are 0"]),
             ("student = 3\n[[teacher]]\nname = \"a\"\npath = \"x\"", ["x.toml", "student"]),
             ("", ["x.toml", "teacher", "no [[teacher]]"]),
             ("[[teacher]\nname = 1", ["x.toml", "TOML syntax error", "line 1"]),
