@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "ChorusCore"),
         // The one strict TOML reader (run files, pool manifests); apart from ChorusCore so the
         // tensor and tokenizer layers do not link TOMLKit (toml++).
-        .target(name: "ChorusConfig", dependencies: ["TOMLKit"]),
+        .target(name: "ChorusConfig", dependencies: ["ChorusCore", "TOMLKit"]),
         .target(name: "ChorusTensor", dependencies: ["CBLAS", "ChorusCore"], swiftSettings: numericFlags),
         .target(name: "ChorusTokenizer", dependencies: ["ChorusCore"]),
         .target(name: "ChorusModel", dependencies: ["ChorusCore", "ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),

@@ -1,3 +1,4 @@
+import ChorusCore
 import Foundation
 import TOMLKit
 
@@ -35,9 +36,9 @@ public final class ConfigTable {
 
     /// Parses a TOML file.
     public convenience init(contentsOf url: URL) throws {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
-            throw ConfigFileError(url.path, "cannot read file")
-        }
+        // A regular UTF-8 file only; the message says why not (missing, a directory, ...).
+        let text: String
+        do { text = try InputFile.readText(url.path) } catch let e as InputFileError { throw ConfigFileError(url.path, e.problem) }
         try self.init(string: text, file: url.path)
     }
 

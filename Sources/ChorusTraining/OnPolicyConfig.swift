@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusConfig
 import ChorusModel
 import ChorusTeachers
@@ -77,7 +78,8 @@ public struct OnPolicyConfig {
 
     /// Parses and validates a run file; `overrides` are `--set key=value` pairs applied first.
     public init(contentsOf url: URL, overrides: [String] = []) throws {
-        guard var text = try? String(contentsOf: url, encoding: .utf8) else { throw ConfigFileError(url.path, "cannot read file") }
+        var text: String
+        do { text = try InputFile.readText(url.path) } catch let e as InputFileError { throw ConfigFileError(url.path, e.problem) }
         text = try applyOverrides(overrides, to: text, file: url.path)
         try self.init(text: text, file: url.path, base: url.deletingLastPathComponent())
     }

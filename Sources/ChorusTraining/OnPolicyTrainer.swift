@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusModel
 import ChorusTeachers
 import ChorusTensor
@@ -14,7 +15,7 @@ public struct PromptRecord: Sendable {
 
 /// Reads `{"prompt": ..., "answer": ..., ...}` lines. Errors name FILE:LINE and the field.
 public func loadPromptRecords(_ url: URL) throws -> [PromptRecord] {
-    guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw DataError.unreadable(url.path) }
+    let text = try InputFile.readText(url.path)
     var out: [PromptRecord] = []
     for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }

@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusConfig
 import ChorusModel
 import ChorusTensor
@@ -35,7 +36,8 @@ public struct SFTConfig {
 
     /// Parses and validates a run file.
     public init(contentsOf url: URL) throws {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw ConfigFileError(url.path, "cannot read file") }
+        let text: String
+        do { text = try InputFile.readText(url.path) } catch let e as InputFileError { throw ConfigFileError(url.path, e.problem) }
         try self.init(text: text, file: url.path, base: url.deletingLastPathComponent())
     }
 
@@ -93,7 +95,7 @@ public enum DataError: Error, CustomStringConvertible {
 public func loadSFTExamples(files: [URL], tokenizer: Tokenizer, maxLength: Int, eos: Int?) throws -> (examples: [SFTExample], dropped: Int) {
     var out: [SFTExample] = [], dropped = 0
     for f in files {
-        guard let text = try? String(contentsOf: f, encoding: .utf8) else { throw DataError.unreadable(f.path) }
+        let text = try InputFile.readText(f.path)   // "FILE: no such file", "FILE: not valid UTF-8 ... line N"
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
@@ -161,7 +163,7 @@ public final class SFTTrainer {
     public init(config: SFTConfig, resume: URL? = nil) throws {
         self.config = config
         Parallel.configure(threads: config.opt.threads)
-        let tokenizerJSON = try Data(contentsOf: config.tokenizer)
+        let tokenizerJSON = try InputFile.read(config.tokenizer.path)
         tokenizer = try config.loadedTokenizer ?? Tokenizer(contentsOf: config.tokenizer)
         var eosId: Int?
         if let e = config.eos {

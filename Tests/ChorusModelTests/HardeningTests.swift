@@ -270,6 +270,31 @@ final class HardeningTests: XCTestCase {
         return String(decoding: data.subdata(in: 8..<(8 + n)), as: UTF8.self).replacingOccurrences(of: " ", with: "")
     }
 
+    // MARK: 9. Tokenizer edge cases through the CLI
+
+    /// `tokenizer train` on empty input writes nothing; its output is never one of its inputs
+    /// and never replaces a file without --force; invalid UTF-8 text is refused, not replaced.
+    func testTokenizerCommandsRefuseEdgeCases() throws {
+        let tmp = temporaryDirectory(self)
+        let empty = tmp.appendingPathComponent("empty.txt"), out = tmp.appendingPathComponent("tok.json")
+        try Data().write(to: empty)
+        assertOneLineFailure(try runChorus(["tokenizer", "train", "--input", empty.path, "--vocab-size", "300", "--output", out.path]),
+                             containing: ["no text to train on", "empty.txt"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing written for empty input")
+        let text = tmp.appendingPathComponent("text.txt")
+        try Data(String(repeating: "hello world, hello tokens. ", count: 20).utf8).write(to: text)
+        let before = try Data(contentsOf: text)
+        assertOneLineFailure(try runChorus(["tokenizer", "train", "--input", text.path, "--vocab-size", "300", "--output", text.path, "--force"]),
+                             containing: ["is the input file"])
+        XCTAssertEqual(try Data(contentsOf: text), before, "the input must survive")
+        XCTAssertEqual(try runChorus(["tokenizer", "train", "--input", text.path, "--vocab-size", "300", "--output", out.path]).0, 0)
+        assertOneLineFailure(try runChorus(["tokenizer", "train", "--input", text.path, "--vocab-size", "300", "--output", out.path]),
+                             containing: ["already exists", "--force"])
+        XCTAssertEqual(try runChorus(["tokenizer", "train", "--input", text.path, "--vocab-size", "300", "--output", out.path, "--force"]).0, 0)
+        let r = try runChorusRaw([Array("tokenize".utf8), Array("--tokenizer".utf8), Array(out.path.utf8), Array("--text".utf8), [0x68, 0x69, 0xC3]])
+        assertOneLineFailure(r, containing: ["--text", "not valid UTF-8"], "tokenize --text with invalid UTF-8")
+    }
+
     // MARK: 11. Messages that mislead
 
     /// Each message names the file and field and the real cause.

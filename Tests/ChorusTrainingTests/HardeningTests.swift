@@ -140,4 +140,22 @@ final class TrainingHardeningTests: XCTestCase {
         let logged = try steps(out)
         XCTAssertTrue(r.2.contains("step \((logged.last ?? 0) + 1):"), "\(r.2) vs logged \(logged)")
     }
+
+    // MARK: 11. Messages that mislead
+
+    /// Run files and data files that cannot be read say why: missing, a directory, not UTF-8.
+    func testUnreadableRunAndDataFilesSayWhy() throws {
+        let (dir, runFile) = try makeSFTSetup(self, steps: 3, checkpointEvery: 1)
+        assertOneLineFailure(try runChorus(["sft", dir.appendingPathComponent("nope.toml").path]), containing: ["nope.toml", "no such file"])
+        assertOneLineFailure(try runChorus(["sft", dir.path]), containing: [dir.path, "is a directory"])
+        assertOneLineFailure(try runChorus(["train", dir.appendingPathComponent("nope.toml").path]), containing: ["nope.toml", "no such file"])
+        let data = dir.appendingPathComponent("train.jsonl")
+        let good = try Data(contentsOf: data)
+        try FileManager.default.removeItem(at: data)
+        assertOneLineFailure(try runChorus(["sft", runFile.path, "--quiet"]), containing: ["train.jsonl", "no such file"])
+        try (good + Data([0x0A, 0xFF, 0x0A])).write(to: data)
+        let r = try runChorus(["sft", runFile.path, "--quiet"])
+        assertOneLineFailure(r, containing: ["train.jsonl", "not valid UTF-8", "0xFF"])
+        XCTAssertFalse(r.2.contains("NSCocoaErrorDomain") || r.2.contains("cannot read file"), r.2)
+    }
 }
