@@ -175,6 +175,8 @@ public final class SFTTrainer {
         case let .checkpoint(dir):
             model = try TransformerModel.load(directory: dir)
         case let .scratch(cfg, seed):
+            // Sizes from the run file: checked against the memory limit before allocating.
+            try MemoryCheck.model(cfg, source: "the run file's [model]")
             model = TransformerModel(config: cfg)
             model.initializeRandom(seed: seed)
         }
@@ -183,6 +185,9 @@ public final class SFTTrainer {
             throw ConfigFileError(config.tokenizer.path, "tokenizer has \(tokenizer.vocabSize) tokens but the model's vocab_size is \(model.config.vocabSize)")
         }
         for ex in examples { try model.checkTokens(ex.tokens) }
+        // One micro-batch of the longest examples, with AdamW's state, must fit.
+        let longest = examples.map(\.tokens.count).max() ?? 0
+        try MemoryCheck.training(model.config, tokens: config.opt.microBatch * longest, longest: longest)
         order = EpochOrder(count: examples.count, seed: config.opt.seed)
         loop = try OptimizationLoop(model: model, options: config.opt, directory: resume ?? config.outputDir, resume: resume != nil,
                                     runFileText: config.text, settings: ["kind": "sft", "examples": examples.count],

@@ -158,4 +158,19 @@ final class TrainingHardeningTests: XCTestCase {
         assertOneLineFailure(r, containing: ["train.jsonl", "not valid UTF-8", "0xFF"])
         XCTAssertFalse(r.2.contains("NSCocoaErrorDomain") || r.2.contains("cannot read file"), r.2)
     }
+
+    // MARK: 4. Resource bombs in run files
+
+    /// A run file whose model or micro-batch cannot fit the memory limit is refused with one
+    /// line before anything is allocated.
+    func testRunFileSizesAreCheckedAgainstTheMemoryLimit() throws {
+        let (_, runFile) = try makeSFTSetup(self, steps: 3, checkpointEvery: 1)
+        let text = try String(contentsOf: runFile, encoding: .utf8)
+        try text.replacingOccurrences(of: "hidden_size = 32", with: "hidden_size = 1048576").write(to: runFile, atomically: true, encoding: .utf8)
+        assertOneLineFailure(try runChorus(["sft", runFile.path, "--quiet"], environment: ["CHORUS_MEMORY_LIMIT": "256M", "CHORUS_THREADS": "2"]),
+                             containing: ["[model]", "parameters", "256.0 MiB"])
+        try text.replacingOccurrences(of: "micro_batch = 4", with: "micro_batch = 8").write(to: runFile, atomically: true, encoding: .utf8)
+        assertOneLineFailure(try runChorus(["sft", runFile.path, "--quiet"], environment: ["CHORUS_MEMORY_LIMIT": "300K", "CHORUS_THREADS": "2"]),
+                             containing: ["training on", "tokens per micro-batch", "300.0 KiB"])
+    }
 }
