@@ -99,10 +99,21 @@ struct CacheExportCommand: ParsableCommand {
         commandName: "export", abstract: "Write every record as JSONL (docs/cache-format.md) to stdout or --output.")
 
     @OptionGroup var directory: CacheDirectoryArgument
-    @Option(help: "Output file (default: standard output).") var output: String?
+    @Option(help: "Output file (default: standard output); must not exist unless --force.") var output: String?
+    @Flag(help: "Replace an existing --output file.") var force = false
 
     func run() throws {
         try reportingErrors {
+            if let output {
+                // Never inside the cache (a segment truncated while it is read loses the cache),
+                // and never over an existing file unless asked.
+                if OutputSafety.ancestry(output).contains(where: { id in OutputSafety.identity(directory.url.path).map { $0 == id } ?? false }) {
+                    throw CLIError("--output \(output) is inside the cache directory \(directory.url.path); write the export elsewhere")
+                }
+                if OutputSafety.identity(output) != nil && !force {
+                    throw CLIError("--output \(output) already exists; pass --force to replace it")
+                }
+            }
             let cache = try ScoreCache(directory: directory.url, readOnly: true)
             let report = try output.map { try cache.export(to: URL(fileURLWithPath: $0)) }
                 ?? cache.export(toFileDescriptor: 1)

@@ -160,7 +160,7 @@ enum OutputSafety {
     }
 
     /// Identities of what `path` would name and of each existing directory above it, nearest
-    /// first. Existing components are resolved by the kernel (symbolic links, `..` after a
+    /// first (for a file too: the directories above the file it resolves to). Existing components are resolved by the kernel (symbolic links, `..` after a
     /// link), never by string manipulation; components that do not exist yet are new
     /// directories, which cannot be an existing input.
     static func ancestry(_ path: String) -> [(UInt64, UInt64)] {
@@ -176,6 +176,15 @@ enum OutputSafety {
         }
         var out: [(UInt64, UInt64)] = []
         var probe = base
+        var st = stat()
+        if stat(base, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
+            // An existing file: `file/..` does not resolve, so go on from the directory that
+            // really holds it (its canonical path, links resolved).
+            out.append((UInt64(st.st_dev), UInt64(st.st_ino)))
+            guard let real = realpath(base, nil) else { return out }
+            probe = (String(cString: real) as NSString).deletingLastPathComponent
+            free(real)
+        }
         while let id = identity(probe), !out.contains(where: { $0 == id }), out.count < 4096 {
             out.append(id)
             probe += "/.."

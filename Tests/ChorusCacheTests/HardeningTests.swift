@@ -94,4 +94,30 @@ final class CacheHardeningTests: XCTestCase {
         XCTAssertTrue(report.isClean, "acknowledged but unreadable: \(report.corrupt)")
         XCTAssertEqual(report.goodRecords, accepted)
     }
+
+    /// `cache export --output` never truncates a file inside the cache (its own segments) and
+    /// never replaces an existing file without --force.
+    func testExportNeverDestroysTheCache() throws {
+        let dir = cacheDirectory(self)
+        let (cache, _) = try openCache(dir)
+        let fp = TeacherFingerprint(hex: "abcd")!
+        let key = CacheKey.make(fingerprint: fp, options: ScoringOptions(topK: 0, start: 0), tokens: [1, 2])
+        XCTAssertTrue(try cache.store(key, ScoreRecord(positions: [PositionScore(logprob: -1, entropy: 0.5), PositionScore(logprob: -2, entropy: 0.5)]), teacher: "t"))
+        let segment = try XCTUnwrap(segmentFiles(dir).first)
+        let before = try Data(contentsOf: segment)
+        for force in [false, true] {
+            assertOneLineFailure(try runChorus(["cache", "export", dir.path, "--output", segment.path] + (force ? ["--force"] : [])),
+                                 containing: ["inside the cache directory"], "export over a segment")
+            assertOneLineFailure(try runChorus(["cache", "export", dir.path, "--output", dir.appendingPathComponent("new.jsonl").path] + (force ? ["--force"] : [])),
+                                 containing: ["inside the cache directory"], "export into the cache")
+        }
+        XCTAssertEqual(try Data(contentsOf: segment), before)
+        let out = dir.deletingLastPathComponent().appendingPathComponent("out.jsonl")
+        try Data("keep".utf8).write(to: out)
+        assertOneLineFailure(try runChorus(["cache", "export", dir.path, "--output", out.path]), containing: ["already exists", "--force"])
+        XCTAssertEqual(try String(contentsOf: out, encoding: .utf8), "keep")
+        let (status, _, err) = try runChorus(["cache", "export", dir.path, "--output", out.path, "--force"])
+        XCTAssertEqual(status, 0, err)
+        XCTAssertTrue(try String(contentsOf: out, encoding: .utf8).contains("\"teacher\":\"t\""))
+    }
 }
