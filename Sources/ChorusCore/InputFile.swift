@@ -34,6 +34,7 @@ public enum InputFile {
         case S_IFBLK: return "a block device"
         case S_IFSOCK: return "a socket"
         case S_IFLNK: return "a symbolic link"
+        case S_IFREG: return "a regular file"
         default: return "not a regular file"
         }
     }
@@ -125,6 +126,26 @@ public enum InputFile {
     public static func readText(_ path: String) throws -> String {
         let data = try read(path)
         return try UTF8Text.decode(data, source: path)
+    }
+}
+
+extension InputFile {
+    /// Creates `path` and any missing parents (like `mkdir -p`); an existing directory is
+    /// fine. Errors are one line with the real cause ("is a regular file, not a directory",
+    /// "no such file or directory", "permission denied"), not Foundation's prose.
+    public static func createDirectory(_ path: String) throws {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else {
+                throw InputFileError(path: path, problem: "cannot create a directory: it is \(kindName(st.st_mode)), not a directory")
+            }
+            return
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try createDirectory(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw InputFileError(path: path, problem: "cannot create a directory: \(problem(errno: errno))")
+        }
     }
 }
 

@@ -19,7 +19,7 @@ public struct SamplingParameters: Sendable, Codable, Equatable {
 
     /// Throws a message naming the bad field.
     public func validate() throws {
-        if !(temperature >= 0) || !temperature.isFinite { throw SamplingError.invalid("temperature must be >= 0, got \(temperature)") }
+        if !(temperature >= 0) || !temperature.isFinite { throw SamplingError.invalid("temperature must be a finite number >= 0, got \(temperature)") }
         if !(topP > 0 && topP <= 1) { throw SamplingError.invalid("top-p must be in (0, 1], got \(topP)") }
         if topK < 0 { throw SamplingError.invalid("top-k must be >= 0, got \(topK)") }
     }

@@ -79,9 +79,9 @@ public final class RunDirectory {
                 throw RunError.notARun(url.path, "it holds no run.toml, so no run was started there (start one without --resume)")
             }
         }
-        do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        } catch { throw RunError.io(url.path, "cannot create run directory: \(error.localizedDescription)") }
+        do { try InputFile.createDirectory(url.path) } catch let e as InputFileError {
+            throw RunError.io(e.path, "run directory: \(e.problem)")
+        }
         try lock()
         do {
             try FileManager.default.createDirectory(at: checkpoints, withIntermediateDirectories: true)

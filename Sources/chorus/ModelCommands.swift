@@ -203,6 +203,10 @@ enum OutputSafety {
         if let outputID = identity(output), ancestry(input).contains(where: { $0 == outputID }) {
             throw CLIError("--output \(output) contains the input directory \(input); choose another directory")
         }
+        var st = stat()
+        if stat(output, &st) == 0, st.st_mode & S_IFMT != S_IFDIR {
+            throw CLIError("--output \(output) exists and is not a directory; choose a directory to write the model into")
+        }
         if identity(output) != nil && !force {
             throw CLIError("--output \(output) already exists; pass --force to write into it, or choose a new directory")
         }

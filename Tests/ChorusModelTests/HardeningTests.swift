@@ -66,6 +66,7 @@ final class HardeningTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: src.path)
         assertOneLineFailure(try runChorus(["convert", "--model", src.path, "--output", link.path, "--force"]), containing: ["input directory"])
         XCTAssertEqual(try snapshot(), before, "convert changed its input")
+        assertOneLineFailure(try runChorus(["convert", "--model", src.path, "--output", "/dev/null", "--force"]), containing: ["/dev/null", "not a directory"])
 
         // An existing output needs --force; with it, the files are replaced and others kept.
         let out = temporaryDirectory(self).appendingPathComponent("out")

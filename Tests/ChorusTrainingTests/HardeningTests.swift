@@ -149,6 +149,14 @@ final class TrainingHardeningTests: XCTestCase {
         assertOneLineFailure(try runChorus(["sft", dir.appendingPathComponent("nope.toml").path]), containing: ["nope.toml", "no such file"])
         assertOneLineFailure(try runChorus(["sft", dir.path]), containing: [dir.path, "is a directory"])
         assertOneLineFailure(try runChorus(["train", dir.appendingPathComponent("nope.toml").path]), containing: ["nope.toml", "no such file"])
+        // An output directory that is a file, or under one.
+        let text = try String(contentsOf: runFile, encoding: .utf8)
+        try Data("x".utf8).write(to: dir.appendingPathComponent("blocker"))
+        for out in ["blocker", "blocker/run"] {
+            let rf = dir.appendingPathComponent("out-\(out.count).toml")
+            try text.replacingOccurrences(of: "dir = \"out\"", with: "dir = \"\(out)\"").write(to: rf, atomically: true, encoding: .utf8)
+            assertOneLineFailure(try runChorus(["sft", rf.path, "--quiet"]), containing: ["blocker", "a regular file, not a directory"], out)
+        }
         let data = dir.appendingPathComponent("train.jsonl")
         let good = try Data(contentsOf: data)
         try FileManager.default.removeItem(at: data)
