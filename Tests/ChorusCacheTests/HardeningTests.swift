@@ -120,4 +120,27 @@ final class CacheHardeningTests: XCTestCase {
         XCTAssertEqual(status, 0, err)
         XCTAssertTrue(try String(contentsOf: out, encoding: .utf8).contains("\"teacher\":\"t\""))
     }
+
+    /// The read-back check itself: a frame that decodes to another key, or does not decode,
+    /// is refused as an invalid record (today's explicit rules leave no record that reaches it;
+    /// it is the guard for rules added to the reader later).
+    func testReadBackCheckRefusesFramesThatDoNotReadBack() throws {
+        let fp = TeacherFingerprint(hex: "abcd")!
+        let key = CacheKey.make(fingerprint: fp, options: ScoringOptions(topK: 0, start: 0), tokens: [1, 2])
+        let other = CacheKey.make(fingerprint: fp, options: ScoringOptions(topK: 0, start: 0), tokens: [1, 3])
+        let record = ScoreRecord(positions: [PositionScore(logprob: -1, entropy: 0.5), PositionScore(logprob: -2, entropy: 0.25)])
+        let frame = try RecordFrame.encode(key: key, record: record, teacher: "t", storedAt: 1)
+        XCTAssertNoThrow(try RecordFrame.checkReadable(frame, key: key, record: record, teacher: "t"))
+        XCTAssertThrowsError(try RecordFrame.checkReadable(frame, key: other, record: record, teacher: "t")) {
+            XCTAssertTrue("\($0)".contains("would not read back"), "\($0)")
+        }
+        XCTAssertThrowsError(try RecordFrame.checkReadable(frame, key: key, record: record, teacher: "u")) {
+            XCTAssertTrue("\($0)".contains("would not read back"), "\($0)")
+        }
+        var damaged = frame
+        damaged[damaged.count - 3] ^= 0x5A
+        XCTAssertThrowsError(try RecordFrame.checkReadable(damaged, key: key, record: record, teacher: "t")) {
+            guard case CacheError.invalidRecord = $0 else { return XCTFail("\($0)") }
+        }
+    }
 }
