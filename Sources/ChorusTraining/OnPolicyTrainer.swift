@@ -89,6 +89,9 @@ public final class OnPolicyTrainer {
         if let dir = config.cache { pool.store = try ScoreCacheStore(directory: dir) }
         aggregator = try AggregatorFactory.make(name: config.aggregator, teacherCount: pool.teachers.count, options: options)
         for p in promptIds { try model.checkTokens(p) }
+        // Run-file sizes: one micro-batch of the longest rollout must fit the memory limit.
+        let longest = (promptIds.map(\.count).max() ?? 0) + config.maxTokens
+        try MemoryCheck.training(model.config, tokens: config.opt.microBatch * longest, longest: longest)
         stopTokens = Set(model.config.eosTokenIds)
         var opt = config.opt
         if let e = config.epochs { opt.steps = max(1, Int((e * Double(prompts.count) / Double(config.promptsPerStep)).rounded(.up))) }

@@ -181,4 +181,13 @@ final class TrainingHardeningTests: XCTestCase {
         assertOneLineFailure(try runChorus(["sft", runFile.path, "--quiet"], environment: ["CHORUS_MEMORY_LIMIT": "300K", "CHORUS_THREADS": "2"]),
                              containing: ["training on", "tokens per micro-batch", "300.0 KiB"])
     }
+
+    /// The on-policy trainer checks its rollout sizes from the run file the same way.
+    func testOnPolicyRolloutSizesAreCheckedAgainstTheMemoryLimit() throws {
+        let (_, runFile) = try makeOPDSetup(self, steps: 2)
+        let limit = ["CHORUS_MEMORY_LIMIT": "256M", "CHORUS_THREADS": "2"]
+        assertOneLineFailure(try runChorus(["train", runFile.path, "--set", "rollout.max_tokens=1048576", "--quiet"], environment: limit),
+                             containing: ["training on", "tokens per micro-batch", "256.0 MiB"])
+        XCTAssertEqual(try runChorus(["train", runFile.path, "--quiet", "--max-steps", "1"], environment: limit).0, 0, "the same run with small sizes fits")
+    }
 }
