@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusConfig
 import Foundation
 
@@ -49,8 +50,8 @@ public struct PoolManifest: Sendable, Equatable {
     /// Reads and validates a manifest file.
     public static func load(contentsOf url: URL) throws -> PoolManifest {
         let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw ConfigFileError(url.path, "cannot read manifest: file not found or not UTF-8 text")
+        do { text = try InputFile.readText(url.path) } catch let e as InputFileError {
+            throw ConfigFileError(url.path, "cannot read manifest: \(e.problem)")
         }
         return try PoolManifest(toml: text, file: url)
     }

@@ -89,6 +89,8 @@ struct CacheGCCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            // gc maintains an existing cache; a mistyped path must not become a new empty one.
+            _ = try ScoreCache(directory: directory.url, readOnly: true)
             try printJSON(try ScoreCache(directory: directory.url).gc(maxBytes: maxBytes))
         }
     }

@@ -143,4 +143,13 @@ final class CacheHardeningTests: XCTestCase {
             guard case CacheError.invalidRecord = $0 else { return XCTFail("\($0)") }
         }
     }
+
+    /// Maintenance commands on a path that holds no cache are refused and create nothing.
+    func testMaintenanceOfAMissingCacheCreatesNothing() throws {
+        let missing = cacheDirectory(self, "typo")
+        for args in [["cache", "gc", missing.path, "--max-bytes", "10"], ["cache", "stats", missing.path], ["cache", "verify", missing.path]] {
+            assertOneLineFailure(try runChorus(args), containing: ["typo", "not a chorus score cache"], "\(args)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing.path), "a maintenance command created a cache")
+    }
 }

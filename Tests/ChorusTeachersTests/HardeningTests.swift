@@ -2,6 +2,9 @@ import ChorusTeachers
 import Foundation
 import ChorusTestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Issue 10 (hardening), class 11 on the teacher side: messages name the real cause, and a
 /// manifest that cannot work is refused when it is read, not after scoring.
@@ -34,5 +37,18 @@ final class TeacherHardeningTests: XCTestCase {
         assertThrows(try manifest("[[teacher]]\nname = \"\(multibyte)\"\npath = \"x\""), containing: ["teacher[0].name", "256 bytes"])
         assertThrows(try manifest("[[teacher]]\nname = \"a\\u0007b\"\npath = \"x\""), containing: ["teacher[0].name", "control character"])
         XCTAssertNoThrow(try manifest("[[teacher]]\nname = \"\(String(repeating: "n", count: 255))\"\npath = \"x\""))
+    }
+
+    /// A manifest that is missing, a directory, a FIFO or not UTF-8 says which.
+    func testUnreadableManifestsSayWhy() throws {
+        let dir = temporaryDirectory(self)
+        assertThrows(try PoolManifest.load(contentsOf: dir.appendingPathComponent("none.toml")), containing: ["none.toml", "no such file"])
+        assertThrows(try PoolManifest.load(contentsOf: dir), containing: ["is a directory"])
+        let fifo = dir.appendingPathComponent("fifo.toml")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        assertThrows(try PoolManifest.load(contentsOf: fifo), containing: ["fifo.toml", "FIFO"])
+        let bad = dir.appendingPathComponent("bad.toml")
+        try Data(Array("[[teacher]]\nname = \"".utf8) + [0xFF] + Array("\"\n".utf8)).write(to: bad)
+        assertThrows(try PoolManifest.load(contentsOf: bad), containing: ["bad.toml", "not valid UTF-8", "line 2"])
     }
 }
