@@ -34,7 +34,7 @@ struct SFT: ParsableCommand {
         trainer.showProgress = !quiet
         trainer.stopAfter = maxSteps
         if let final = try trainer.train() {
-            FileHandle.standardError.write(Data("final model: \(final.path)\n".utf8))
+            FileHandle.standardError.write(Data("final model: \(RawArguments.restorePaths(final.path))\n".utf8))
         } else if StopSignal.requested {
             throw ExitCode(130)   // interrupted (checkpoint written); the usual status for SIGINT
         }

@@ -40,7 +40,7 @@ struct Train: ParsableCommand {
         trainer.showProgress = !quiet
         trainer.stopAfter = maxSteps
         if let final = try trainer.train() {
-            FileHandle.standardError.write(Data("final model: \(final.path)\n".utf8))
+            FileHandle.standardError.write(Data("final model: \(RawArguments.restorePaths(final.path))\n".utf8))
         } else if StopSignal.requested {
             throw ExitCode(130)
         }
