@@ -15,66 +15,111 @@ public final class HiddenStateRunner {
     public var sharePrefix = true
     /// Upper bound on the KV-cache bytes of one batch of forks.
     public var kvBudgetBytes = 1 << 30
+    /// Upper bound on the tokens of one `forwardHidden` call (activation memory).
+    public var maxBatchTokens = 4096
     let workspace = ForwardWorkspace()
 
     public init() {}
 
+    /// One prompt group's input: a shared prefix and the continuations that follow it.
+    public struct Group {
+        public var prefix: [Int]
+        public var continuations: [[Int]]
+        public init(prefix: [Int], continuations: [[Int]]) {
+            self.prefix = prefix
+            self.continuations = continuations
+        }
+    }
+
     /// Hidden rows of `model` for every continuation token: row t of continuation r is the
     /// final hidden state at the token before it (the last prefix token for t = 0).
     public func forward(model: TransformerModel, prefix: [Int], continuations: [[Int]], teacher: String) throws -> TeacherForward {
+        try forward(model: model, groups: [Group(prefix: prefix, continuations: continuations)], teacher: teacher)[0]
+    }
+
+    /// The hidden rows of several prompt groups (one `TeacherForward` each), computed in as few
+    /// forwards as the token and KV budgets allow: every group's prefix is prefilled in one
+    /// batch, then every continuation of every group runs from its fork of its group's cache in
+    /// another. Small models are far from the gemm peak at the ~30 rows of one group; a step's
+    /// hundreds of rows together are not. Results equal one-group calls up to float summation
+    /// order inside the gemm (the rows of one sequence never mix with another's).
+    public func forward(model: TransformerModel, groups: [Group], teacher: String) throws -> [TeacherForward] {
         let V = model.config.vocabSize, C = model.config.hiddenSize
-        if prefix.isEmpty { throw TeacherError.emptyPrompt(teacher: teacher) }
-        for t in prefix where t < 0 || t >= V { throw TeacherError.tokenOutOfRange(teacher: teacher, token: t, vocabSize: V) }
-        for r in continuations {
-            for t in r where t < 0 || t >= V { throw TeacherError.tokenOutOfRange(teacher: teacher, token: t, vocabSize: V) }
+        for g in groups {
+            if g.prefix.isEmpty { throw TeacherError.emptyPrompt(teacher: teacher) }
+            for t in g.prefix where t < 0 || t >= V { throw TeacherError.tokenOutOfRange(teacher: teacher, token: t, vocabSize: V) }
+            for r in g.continuations {
+                for t in r where t < 0 || t >= V { throw TeacherError.tokenOutOfRange(teacher: teacher, token: t, vocabSize: V) }
+            }
         }
-        let lengths = continuations.map(\.count)
-        let total = lengths.reduce(0, +)
-        let hidden = Tensor(shape: [max(total, 1), C])
-        hidden.reshape([total, C])
-        var offsets: [Int] = [], s = 0
-        for n in lengths { offsets.append(s); s += n }
-        let P = prefix.count
+        // Output rows of each group, packed continuation after continuation.
+        let hidden: [Tensor] = groups.map { g in
+            let total = g.continuations.reduce(0) { $0 + $1.count }
+            let h = Tensor(shape: [max(total, 1), C])
+            h.reshape([total, C])
+            return h
+        }
+        let offsets: [[Int]] = groups.map { g in
+            var o: [Int] = [], s = 0
+            for c in g.continuations { o.append(s); s += c.count }
+            return o
+        }
 
         if sharePrefix {
-            let cache = KVCache(config: model.config, capacity: P)
-            let h = try model.forwardHidden([PackedSequence(tokens: prefix, cache: cache)], workspace: workspace)
-            let last = Array(UnsafeBufferPointer(start: h + (P - 1) * C, count: C))
-            for (r, n) in lengths.enumerated() where n > 0 {
-                (hidden.data + offsets[r] * C).update(from: last, count: C)
-            }
-            // Continuations of more than one token need a forward over tokens 0..<n-1.
             let bytesPerPosition = 2 * model.config.numLayers * model.config.numKVHeads * model.config.headDim * 4
-            var batch: [Int] = [], batchBytes = 0
-            func flush() throws {
-                if batch.isEmpty { return }
-                let segs = batch.map { r in
-                    PackedSequence(tokens: Array(continuations[r][0..<(lengths[r] - 1)]), cache: cache.fork(capacity: P + lengths[r] - 1))
+            // Work items: (group, continuation or nil for the prefix, tokens, KV positions).
+            // Batches are cut at the token and KV budgets; caches (forks) are made only when their
+            // batch runs, so the KV memory alive at once stays under the budget.
+            struct Item { var group: Int; var response: Int?; var tokens: [Int]; var capacity: Int; var cache: () -> KVCache }
+            func run(_ items: [Item], place: (Item, UnsafeMutablePointer<Float>) -> Void) throws {
+                var batch: [Item] = [], tokens = 0, bytes = 0
+                func flush() throws {
+                    if batch.isEmpty { return }
+                    let h = try model.forwardHidden(batch.map { PackedSequence(tokens: $0.tokens, cache: $0.cache()) }, workspace: workspace)
+                    var row = 0
+                    for it in batch { place(it, h + row * C); row += it.tokens.count }
+                    batch = []; tokens = 0; bytes = 0
                 }
-                let h = try model.forwardHidden(segs, workspace: workspace)
-                var row = 0
-                for r in batch {
-                    let m = lengths[r] - 1
-                    (hidden.data + (offsets[r] + 1) * C).update(from: h + row * C, count: m * C)
-                    row += m
+                for it in items {
+                    let b = it.capacity * bytesPerPosition
+                    if !batch.isEmpty && (tokens + it.tokens.count > maxBatchTokens || bytes + b > kvBudgetBytes) { try flush() }
+                    batch.append(it); tokens += it.tokens.count; bytes += b
                 }
-                batch = []
-                batchBytes = 0
+                try flush()
             }
-            for r in continuations.indices where lengths[r] > 1 {
-                let b = (P + lengths[r] - 1) * bytesPerPosition
-                if !batch.isEmpty && batchBytes + b > kvBudgetBytes { try flush() }
-                batch.append(r)
-                batchBytes += b
+            // 1. Every prefix once; its last row predicts each continuation's first token.
+            let prefixCaches = groups.map { KVCache(config: model.config, capacity: $0.prefix.count) }
+            try run(groups.indices.map { gi in Item(group: gi, response: nil, tokens: groups[gi].prefix, capacity: groups[gi].prefix.count) { prefixCaches[gi] } }) { it, h in
+                let g = groups[it.group], last = h + (g.prefix.count - 1) * C
+                for (r, c) in g.continuations.enumerated() where !c.isEmpty {
+                    (hidden[it.group].data + offsets[it.group][r] * C).update(from: last, count: C)
+                }
             }
-            try flush()
+            // 2. Continuations of more than one token: tokens 0..<n-1 from a fork of the prefix.
+            var items: [Item] = []
+            for (gi, g) in groups.enumerated() {
+                for (r, c) in g.continuations.enumerated() where c.count > 1 {
+                    let capacity = g.prefix.count + c.count - 1, source = prefixCaches[gi]
+                    items.append(Item(group: gi, response: r, tokens: Array(c[0..<(c.count - 1)]), capacity: capacity) {
+                        source.fork(capacity: capacity)
+                    })
+                }
+            }
+            try run(items) { it, h in
+                (hidden[it.group].data + (offsets[it.group][it.response!] + 1) * C).update(from: h, count: it.tokens.count * C)
+            }
         } else {
-            for r in continuations.indices where lengths[r] > 0 {
-                let ctx = prefix + continuations[r][0..<(lengths[r] - 1)]
-                let h = try model.forwardHidden([PackedSequence(tokens: ctx)], workspace: workspace)
-                (hidden.data + offsets[r] * C).update(from: h + (P - 1) * C, count: lengths[r] * C)
+            for (gi, g) in groups.enumerated() {
+                for (r, c) in g.continuations.enumerated() where !c.isEmpty {
+                    let ctx = g.prefix + c[0..<(c.count - 1)]
+                    let h = try model.forwardHidden([PackedSequence(tokens: ctx)], workspace: workspace)
+                    (hidden[gi].data + offsets[gi][r] * C).update(from: h + (g.prefix.count - 1) * C, count: c.count * C)
+                }
             }
         }
-        return TeacherForward(model: model, hidden: hidden, lengths: lengths, targets: continuations.flatMap { $0 })
+        return groups.indices.map { gi in
+            TeacherForward(model: model, hidden: hidden[gi], lengths: groups[gi].continuations.map(\.count),
+                           targets: groups[gi].continuations.flatMap { $0 })
+        }
     }
 }

@@ -48,6 +48,11 @@ public final class CheckpointTeacher: LocalTeacher {
     public func forward(_ group: ScoringGroup) throws -> TeacherForward {
         try runner.forward(model: try source.model(), prefix: group.prompt, continuations: group.responses, teacher: name)
     }
+
+    public func forward(groups: [ScoringGroup]) throws -> [TeacherForward] {
+        try runner.forward(model: try source.model(), groups: groups.map { .init(prefix: $0.prompt, continuations: $0.responses) },
+                           teacher: name)
+    }
 }
 
 /// A privileged-context template such as `"Solution: {answer}\n{prompt}"`.
@@ -171,5 +176,10 @@ public final class SelfTeacher: LocalTeacher {
 
     public func forward(_ group: ScoringGroup) throws -> TeacherForward {
         try runner.forward(model: try source.model(), prefix: try context(for: group), continuations: group.responses, teacher: name)
+    }
+
+    public func forward(groups: [ScoringGroup]) throws -> [TeacherForward] {
+        try runner.forward(model: try source.model(),
+                           groups: try groups.map { .init(prefix: try context(for: $0), continuations: $0.responses) }, teacher: name)
     }
 }

@@ -78,9 +78,17 @@ public protocol Teacher: AnyObject {
     /// Scores every response of the group. The scores the rows hand out carry the `topK` most
     /// likely tokens (what a score cache records); 0 asks for none.
     func rows(for group: ScoringGroup, topK: Int) throws -> any TeacherRows
+    /// Scores several prompt groups, one `TeacherRows` per group, in order. Local teachers run
+    /// them in shared forwards (a training step's groups in one batch); the default asks group
+    /// by group.
+    func rows(for groups: [ScoringGroup], topK: Int) throws -> [any TeacherRows]
 }
 
 extension Teacher {
+    public func rows(for groups: [ScoringGroup], topK: Int) throws -> [any TeacherRows] {
+        try groups.map { try rows(for: $0, topK: topK) }
+    }
+
     /// The fingerprint without a memo (hashes the weights files on first use).
     public func fingerprint() throws -> TeacherFingerprint { try fingerprint(memo: nil) }
 
@@ -105,10 +113,20 @@ extension Teacher {
 public protocol LocalTeacher: Teacher {
     /// Runs the model over every response of the group (loading its weights on first use).
     func forward(_ group: ScoringGroup) throws -> TeacherForward
+    /// Runs the model over every response of several groups, batched across groups.
+    func forward(groups: [ScoringGroup]) throws -> [TeacherForward]
 }
 
 extension LocalTeacher {
+    public func forward(groups: [ScoringGroup]) throws -> [TeacherForward] {
+        try groups.map { try forward($0) }
+    }
+
     public func rows(for group: ScoringGroup, topK: Int) throws -> any TeacherRows {
         ForwardRows(try forward(group), topK: topK)
+    }
+
+    public func rows(for groups: [ScoringGroup], topK: Int) throws -> [any TeacherRows] {
+        try forward(groups: groups).map { ForwardRows($0, topK: topK) }
     }
 }

@@ -16,12 +16,27 @@ extension TeacherPool {
         if aggregator.teacherCount != teachers.count {
             throw PoolError.aggregatorSize(aggregator: aggregator.teacherCount, teachers: teachers.count)
         }
-        return try groups.map { g in
-            let mix = try aggregator.mixture(AggregationContext(progress: progress, group: g.index))
+        var mixtures: [Mixture] = [], teacherGroups: [ScoringGroup] = []
+        for g in groups {
+            mixtures.append(try aggregator.mixture(AggregationContext(progress: progress, group: g.index)))
             var tg = g
             tg.prompt = aggregator.teacherPrompt(g.prompt)
             if tg.prompt.isEmpty { throw PoolError.badGroup("group \(g.index): the teachers' prompt is empty") }
-            return try scoreGroup(tg, aggregator: aggregator, mixture: mix, scoreInactive: scoreInactive, keepDistribution: keepDistribution)
+            teacherGroups.append(tg)
+        }
+        // Each teacher scores every group that needs it in one call (one batched forward for a
+        // local teacher), so a step's groups share the gemms.
+        var sources = [[GroupRows?]](repeating: [GroupRows?](repeating: nil, count: teachers.count), count: groups.count)
+        for k in teachers.indices {
+            let needed = groups.indices.filter { scoreInactive || mixtures[$0].weights[k] > 0 }
+            if needed.isEmpty { continue }
+            for (j, rows) in try rows(teacher: k, groups: needed.map { teacherGroups[$0] }).enumerated() {
+                sources[needed[j]][k] = rows
+            }
+        }
+        return try groups.indices.map { gi in
+            try scoreGroup(teacherGroups[gi], aggregator: aggregator, mixture: mixtures[gi], sources: sources[gi],
+                           keepDistribution: keepDistribution)
         }
     }
 
@@ -32,12 +47,11 @@ extension TeacherPool {
         let record: (fingerprint: TeacherFingerprint, context: [Int])?
     }
 
-    func scoreGroup(_ g: ScoringGroup, aggregator: any Aggregator, mixture mix: Mixture, scoreInactive: Bool,
+    /// Aggregates one group from its teachers' rows (`sources[k]` nil for a teacher not scored).
+    func scoreGroup(_ g: ScoringGroup, aggregator: any Aggregator, mixture mix: Mixture, sources: [GroupRows?],
                     keepDistribution: Bool) throws -> [ReferenceScores] {
         let K = teachers.count, V = vocabularySize
-        let scored = scoreInactive ? Array(0..<K) : mix.active
-        var sources = [GroupRows?](repeating: nil, count: K)
-        for k in scored { sources[k] = try rows(teacher: k, group: g) }
+        let scored = (0..<K).filter { sources[$0] != nil }
         let approximate = mix.active.contains { sources[$0]!.rows.isApproximate }
 
         var results: [ReferenceScores] = []
@@ -118,23 +132,34 @@ extension TeacherPool {
         return checked
     }
 
-    /// A teacher's rows for a group: its cached records when every response is in the store,
-    /// otherwise the teacher's own rows, whose scores (with the cache's top-k) are then recorded.
-    func rows(teacher k: Int, group g: ScoringGroup) throws -> GroupRows {
+    /// A teacher's rows for each of `groups`: its cached records when every response of the
+    /// group is in the store, otherwise the teacher's own rows (all such groups in one call),
+    /// whose scores (with the cache's top-k) are then recorded.
+    func rows(teacher k: Int, groups: [ScoringGroup]) throws -> [GroupRows] {
         let t = teachers[k]
-        guard let store, t.isCacheable else { return GroupRows(rows: try t.rows(for: g, topK: 0), record: nil) }
+        guard let store, t.isCacheable else { return try t.rows(for: groups, topK: 0).map { GroupRows(rows: $0, record: nil) } }
         let fp = try t.fingerprint(memo: store.fingerprintMemo)
-        let ctx = try t.context(for: g)
-        var recs: [[PositionScore]] = []
-        for resp in g.responses {
-            guard let r = store.lookup(teacher: t.name, fingerprint: fp, topK: cacheTopK, context: ctx, response: resp),
-                  r.count == resp.count else { break }
-            recs.append(r)
+        var out = [GroupRows?](repeating: nil, count: groups.count)
+        var missing: [(index: Int, context: [Int])] = []
+        for (i, g) in groups.enumerated() {
+            let ctx = try t.context(for: g)
+            var recs: [[PositionScore]] = []
+            for resp in g.responses {
+                guard let r = store.lookup(teacher: t.name, fingerprint: fp, topK: cacheTopK, context: ctx, response: resp),
+                      r.count == resp.count else { break }
+                recs.append(r)
+            }
+            if recs.count == g.responses.count {
+                out[i] = GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: vocabularySize), record: nil)
+            } else {
+                missing.append((i, ctx))
+            }
         }
-        if recs.count == g.responses.count {
-            return GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: vocabularySize), record: nil)
+        if !missing.isEmpty {
+            let fresh = try t.rows(for: missing.map { groups[$0.index] }, topK: cacheTopK)
+            for (j, m) in missing.enumerated() { out[m.index] = GroupRows(rows: fresh[j], record: (fp, m.context)) }
         }
-        return GroupRows(rows: try t.rows(for: g, topK: cacheTopK), record: (fp, ctx))
+        return out.map { $0! }
     }
 }
 

@@ -31,6 +31,39 @@ final class PrefixSharingTests: XCTestCase {
         for (x, y) in zip(a, c) { XCTAssertLessThan(maxDiff(x.positions.map(\.logprob), y.positions.map(\.logprob)), 1e-5) }
     }
 
+    /// A training step scores all its groups in one batched forward per teacher; every group's
+    /// scores equal scoring that group alone, with and without a cache holding some of them.
+    func testGroupsScoredTogetherEqualGroupsScoredAlone() throws {
+        let groups = (0..<4).map { i -> ScoringGroup in
+            var g = sampleGroup(index: i)
+            g.prompt = Array(g.prompt.prefix(2 + i))             // prefixes of different lengths
+            g.responses = g.responses.map { $0.map { ($0 + 7 * i) % 64 } }
+            return g
+        }
+        for cached in [false, true] {
+            let pool = try tinyPool(3)
+            let aggregator = try AggregatorFactory.make(name: "arithmetic", teacherCount: 3, options: AggregatorOptions())
+            if cached {
+                pool.store = try ScoreCacheStore(directory: temporaryDirectory(self).appendingPathComponent("cache"))
+                _ = try pool.score([groups[1], groups[3]], aggregator: aggregator, progress: 0)   // half the groups cached
+            }
+            let together = try pool.score(groups, aggregator: aggregator, progress: 0, keepDistribution: true)
+            let fresh = try tinyPool(3)
+            for (i, g) in groups.enumerated() {
+                let alone = try fresh.score([g], aggregator: aggregator, progress: 0, keepDistribution: true)[0]
+                XCTAssertEqual(together[i].count, g.responses.count)
+                for (x, y) in zip(together[i], alone) {
+                    XCTAssertEqual(x.approximate, cached && i % 2 == 1, "group \(i): cached groups are rebuilt from top-k")
+                    if x.approximate { continue }
+                    XCTAssertLessThan(maxDiff(x.logprobs, y.logprobs), 1e-5, "group \(i)")
+                    XCTAssertLessThan(maxDiff(x.entropy, y.entropy), 1e-5, "group \(i)")
+                    XCTAssertLessThan(maxDiff(x.distribution!.array, y.distribution!.array), 1e-5, "group \(i)")
+                    for k in 0..<3 { XCTAssertLessThan(maxDiff(x.teacherLogprobs[k]!, y.teacherLogprobs[k]!), 1e-5) }
+                }
+            }
+        }
+    }
+
     func testForkCopiesFilledPositions() throws {
         let m = tinyModel(seed: 6)
         let ws = ForwardWorkspace()
