@@ -1,3 +1,4 @@
+import ChorusConfig
 import ChorusModel
 import ChorusTasks
 import ChorusTeachers
@@ -62,11 +63,19 @@ public final class OnPolicyTrainer {
         // Evaluation prompts of a control-token student start with the strongest (last)
         // teacher's token, as DESIGN.md's routing prescribes at evaluation.
         if let e = config.eval {
-            evaluator = try Evaluator(
-                dataset: try PromptDataset(contentsOf: e.data), tokenizer: tokenizer,
-                options: EvalOptions(k: e.k, problems: e.problems, temperature: e.temperature, topP: e.topP,
-                                     maxTokens: e.maxTokens, seed: config.opt.seed ^ 0xE7A1_5EED),
-                promptPrefix: options.controlTokenIds?.last.map { [$0] } ?? [])
+            do {
+                evaluator = try Evaluator(
+                    dataset: try PromptDataset(contentsOf: e.data), tokenizer: tokenizer,
+                    options: EvalOptions(k: e.k, problems: e.problems, temperature: e.temperature, topP: e.topP,
+                                         maxTokens: e.maxTokens, seed: config.opt.seed ^ 0xE7A1_5EED),
+                    promptPrefix: options.controlTokenIds?.last.map { [$0] } ?? [])
+            } catch let error as EvalError {
+                // The evaluator speaks in `chorus eval`'s flags; a run file names its keys.
+                if case let .tooFewProblems(path, have, want) = error {
+                    throw ConfigFileError(path, "eval.problems = \(want), but the file holds \(have) problems")
+                }
+                throw error
+            }
         } else {
             evaluator = nil
         }

@@ -19,25 +19,28 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
+    // Numeric options parse their next argument unconditionally, so a negative value (`--k -1`)
+    // reaches validate() and its one-line error instead of "missing value" and the usage text.
+
     @Option(help: "JSONL problems: one {\"prompt\": ..., \"answer\": ...} object per line.")
     var data: String
 
-    @Option(help: "Samples per problem (1...\(EvalOptions.maxK)).")
+    @Option(parsing: .unconditional, help: "Samples per problem (1...\(EvalOptions.maxK)).")
     var k: Int = 8
 
-    @Option(help: "Evaluate only the first N problems (default: all).")
+    @Option(parsing: .unconditional, help: "Evaluate only the first N problems (default: all).")
     var problems: Int?
 
     @Option(help: "Seed of the samples (sample j of problem i has its own stream).")
     var seed: UInt64 = 0
 
-    @Option(help: "Sampling temperature, finite, >= 0 (0 = greedy).")
+    @Option(parsing: .unconditional, help: "Sampling temperature, finite, >= 0 (0 = greedy).")
     var temperature: Double = 1
 
-    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass in (0, 1].")
+    @Option(name: .customLong("top-p"), parsing: .unconditional, help: "Nucleus sampling mass in (0, 1].")
     var topP: Double = 1
 
-    @Option(name: .customLong("max-tokens"), help: "Most tokens sampled per completion (1...\(EvalOptions.maxMaxTokens)).")
+    @Option(name: .customLong("max-tokens"), parsing: .unconditional, help: "Most tokens sampled per completion (1...\(EvalOptions.maxMaxTokens)).")
     var maxTokens: Int = 64
 
     var options: EvalOptions {

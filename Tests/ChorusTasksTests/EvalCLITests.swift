@@ -50,11 +50,13 @@ final class EvalCLITests: XCTestCase {
         let fifo = t.dir.appendingPathComponent("fifo.jsonl")
         XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
         let empty = t.dir.appendingPathComponent("empty.jsonl")
-        FileManager.default.createFile(atPath: empty.path, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty.path, contents: Data()))
         let base = ["eval", "--model", t.modelDir.path, "--data", data.path]
         let cases: [([String], String)] = [
             (base + ["--k", "0"], "--k"), (base + ["--k", "1025"], "--k"), (base + ["--problems", "0"], "--problems"),
             (base + ["--problems", "7"], "7"), (base + ["--temperature", "-0.5"], "--temperature"),
+            (base + ["--temperature=-0.5"], "--temperature"), (base + ["--k", "-1"], "--k"), (base + ["--problems", "-2"], "--problems"),
+            (base + ["--max-tokens", "-4"], "--max-tokens"), (base + ["--top-p", "-0.1"], "--top-p"),
             (base + ["--temperature", "nan"], "--temperature"), (base + ["--temperature", "inf"], "--temperature"),
             (base + ["--top-p", "0"], "--top-p"), (base + ["--top-p", "1.01"], "--top-p"),
             (base + ["--max-tokens", "0"], "--max-tokens"), (base + ["--max-tokens", "1000000"], "--max-tokens"),

@@ -73,7 +73,7 @@ final class PromptDatasetTests: XCTestCase {
     /// before anything is read; smaller caps apply to bytes and lines alike.
     func testHugeFilesAreRefusedNamingTheSize() throws {
         let u = temporaryDirectory(self).appendingPathComponent("huge.jsonl")
-        FileManager.default.createFile(atPath: u.path, contents: Data("{\"prompt\": \"x\"}\n".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: u.path, contents: Data("{\"prompt\": \"x\"}\n".utf8)))
         let h = try FileHandle(forWritingTo: u)
         try h.truncate(atOffset: UInt64(PromptDataset.Limits.standard.maxBytes) + 1)
         try h.close()

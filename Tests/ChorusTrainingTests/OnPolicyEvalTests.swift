@@ -85,13 +85,49 @@ final class OnPolicyEvalTests: XCTestCase {
         XCTAssertEqual(try metricsRows(dir).filter { $0["eval"] == nil }.map { $0["step"] as? Int }, Array(1...5))
     }
 
+    /// A run killed after its step-0 evaluation but before its first checkpoint (simulated by
+    /// deleting the checkpoints of a stopped run) resumes from step 0 without evaluating step 0
+    /// a second time: the rows are those of an uninterrupted run.
+    func testStepZeroEvalIsNotRepeatedWhenResumingFromNoCheckpoint() throws {
+        let (dir, runFile) = try makeOPDSetup(self, steps: 5, extra: evalTable)
+        let out = dir.appendingPathComponent("out")
+        let first = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
+        first.showProgress = false
+        first.stopAfter = 1
+        XCTAssertNil(try first.train())
+        try FileManager.default.removeItem(at: out.appendingPathComponent("checkpoints"))
+        let second = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile), resume: out)
+        second.showProgress = false
+        try second.train()
+        XCTAssertEqual(try evalRows(dir).map(\.0), [0, 2, 4, 5])
+        XCTAssertEqual(try metricsRows(dir).filter { $0["eval"] == nil }.map { $0["step"] as? Int }, Array(1...5))
+    }
+
+    /// `chorus train` with [eval], killed with SIGKILL at random moments and resumed: the final
+    /// weights of the uninterrupted run (checked by the helper), each step row once, and the
+    /// evaluation rows exactly the uninterrupted run's: the same steps (0, every 5, the end),
+    /// each once, with the same scores.
+    func testKilledRunWithEvalResumesToIdenticalWeightsAndRows() throws {
+        let table = evalTable.replacingOccurrences(of: "every = 2", with: "every = 5")
+        let (killed, reference) = try assertKilledRunResumesExactly(steps: 12, extra: table)
+        func summary(_ rows: [[String: Any]]) -> [String] {
+            rows.map { r in
+                let s = (r["eval"] as? [String: Any])?["prompts"] as? [String: Any] ?? [:]
+                return "\(r["step"] as? Int ?? -1) " + s.keys.sorted().map { "\($0)=\(s[$0]!)" }.joined(separator: " ")
+            }
+        }
+        XCTAssertEqual(reference.map { $0["step"] as? Int }, [0, 5, 10, 12])
+        XCTAssertEqual(summary(killed), summary(reference))
+    }
+
     /// A bad [eval] table is reported before any work: the key, or the data file and line.
     func testEvalConfigErrors() throws {
         let (dir, runFile) = try makeOPDSetup(self, steps: 2, extra: evalTable)
         XCTAssertThrowsError(try OnPolicyConfig(contentsOf: runFile, overrides: ["eval.k=0"])) { XCTAssertTrue("\($0)".contains("eval.k"), "\($0)") }
         XCTAssertThrowsError(try OnPolicyConfig(contentsOf: runFile, overrides: ["eval.every=0"])) { XCTAssertTrue("\($0)".contains("eval.every"), "\($0)") }
         let cfg = try OnPolicyConfig(contentsOf: runFile, overrides: ["eval.problems=99"])
-        XCTAssertThrowsError(try OnPolicyTrainer(config: cfg)) { XCTAssertTrue("\($0)".contains("99"), "\($0)") }
+        XCTAssertThrowsError(try OnPolicyTrainer(config: cfg)) { XCTAssertTrue("\($0)".contains("eval.problems = 99") && "\($0)".contains("16 problems"), "\($0)") }
+        XCTAssertThrowsError(try OnPolicyConfig(contentsOf: runFile, overrides: ["eval.max_tokens=40000"])) { XCTAssertTrue("\($0)".contains("eval.max_tokens"), "\($0)") }
         try "{\"prompt\": \"1 + 1 =\"}\n".write(to: dir.appendingPathComponent("noanswer.jsonl"), atomically: true, encoding: .utf8)
         let cfg2 = try OnPolicyConfig(contentsOf: runFile, overrides: ["eval.data=\"noanswer.jsonl\"", "eval.problems=1"])
         XCTAssertThrowsError(try OnPolicyTrainer(config: cfg2)) { XCTAssertTrue("\($0)".contains("noanswer.jsonl:1:"), "\($0)") }
