@@ -1,5 +1,6 @@
 import ChorusModel
 import ChorusTasks
+import ChorusTestSupport
 import ChorusTraining
 import Foundation
 import XCTest
@@ -83,6 +84,24 @@ final class OnPolicyEvalTests: XCTestCase {
         XCTAssertEqual(evals.map(\.0), referenceEvals.map(\.0))
         XCTAssertEqual(evals.map(\.1), referenceEvals.map(\.1))
         XCTAssertEqual(try metricsRows(dir).filter { $0["eval"] == nil }.map { $0["step"] as? Int }, Array(1...5))
+    }
+
+    /// `chorus train`'s progress line (stderr, one line per step at this size) ends its fields
+    /// with the latest evaluation's mean@k: step s shows the row of the newest eval at or
+    /// before s (the step-0 one on step 1, step 2's own on step 2).
+    func testProgressLineShowsTheLatestEval() throws {
+        let (dir, runFile) = try makeOPDSetup(self, steps: 5, extra: evalTable)
+        let (status, _, err) = try runChorus(["train", runFile.path])
+        XCTAssertEqual(status, 0, err)
+        let evals = try evalRows(dir)
+        let lines = err.split(separator: "\n").filter { $0.hasPrefix("step ") }
+        XCTAssertEqual(lines.count, 5, err)
+        for (i, line) in lines.enumerated() {
+            let s = i + 1
+            let latest = try XCTUnwrap(evals.last { $0.0 <= s })
+            XCTAssertTrue(line.hasPrefix("step \(s)/5 "), String(line))
+            XCTAssertTrue(line.contains("| eval " + String(format: "%.3f", latest.1["mean_at_k"]!) + " |"), "step \(s): \(line)")
+        }
     }
 
     /// A run killed after its step-0 evaluation but before its first checkpoint (simulated by
