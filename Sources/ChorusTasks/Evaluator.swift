@@ -47,12 +47,17 @@ public enum EvalError: Error, CustomStringConvertible, Equatable {
     case invalidOption(String)
     case tooFewProblems(path: String, have: Int, want: Int)
     case emptyPrompt(path: String, line: Int)
+    /// The model gave a non-finite log-prob while sampling (NaN or infinite weights or
+    /// activations): the samples are noise, so no score is reported.
+    case nonFinite(path: String, line: Int, sample: Int, token: Int)
 
     public var description: String {
         switch self {
         case let .invalidOption(s): return s
         case let .tooFewProblems(p, have, want): return "\(p): \(have) problems, fewer than the \(want) asked for"
         case let .emptyPrompt(p, l): return "\(p):\(l): field \"prompt\": encodes to no tokens"
+        case let .nonFinite(p, l, j, t):
+            return "\(p):\(l): sample \(j), token \(t): the model's log-prob is not finite (non-finite weights or activations); no score reported"
         }
     }
 }
@@ -194,6 +199,9 @@ public final class Evaluator {
                                           workspace: workspace)
             for (n, g) in gens.enumerated() {
                 let i = call.problems.lowerBound + n / call.samples, j = call.firstSample + n % call.samples
+                if let t = g.logprobs.firstIndex(where: { !$0.isFinite }) {
+                    throw EvalError.nonFinite(path: dataset.path, line: problems[i].line, sample: j, token: t)
+                }
                 texts[i][j] = completionText(g.response, stopTokens: stops, tokenizer: tokenizer)
             }
         }

@@ -131,6 +131,21 @@ final class EvaluatorTests: XCTestCase {
         }
     }
 
+    /// A model whose outputs are NaN (its final norm poisoned) is refused with a one-line error
+    /// naming the first problem's file:line and sample, greedy and sampled alike, rather than
+    /// scored as if its samples meant something.
+    func testNonFiniteModelIsAnErrorNotAScore() throws {
+        let t = try TinyTask(self)
+        let data = try t.writeData("nan.jsonl", answers: Array(repeating: "1", count: 6))
+        let norm = t.model.parameter(t.model.layout.finalNorm)
+        for c in 0..<t.model.config.hiddenSize { norm[c] = .nan }
+        for temperature in [0.0, 1.0] {
+            let ev = try Evaluator(dataset: try PromptDataset(contentsOf: data), tokenizer: t.tokenizer,
+                                   options: EvalOptions(k: 2, temperature: temperature, maxTokens: t.maxTokens))
+            assertThrows(try ev.run(model: t.model), containing: ["\(data.path):1:", "sample 0", "not finite"])
+        }
+    }
+
     func testSetUpErrors() throws {
         let t = try TinyTask(self)
         let data = try t.writeData("e.jsonl", answers: Array(repeating: "1", count: 6))
