@@ -33,11 +33,13 @@ let package = Package(
         .target(name: "ChorusModel", dependencies: ["ChorusCore", "ChorusTensor", "ChorusTokenizer"], swiftSettings: numericFlags),
         .target(name: "ChorusCache", dependencies: ["CZstd", "ChorusCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "ChorusTeachers", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusConfig"]),
-        .target(name: "ChorusTraining", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig"], swiftSettings: numericFlags),
+        // Verifiable tasks: prompt datasets, reward checkers, the evaluator (mean@k, best@k).
+        .target(name: "ChorusTasks", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer"]),
+        .target(name: "ChorusTraining", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig", "ChorusTasks"], swiftSettings: numericFlags),
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining",
+                "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining", "ChorusTasks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -49,7 +51,8 @@ let package = Package(
         .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusTasksTests", dependencies: ["ChorusTasks", "ChorusModel", "ChorusTokenizer", "ChorusCore", "ChorusTestSupport"]),
+        .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTasks", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -43,6 +43,9 @@ while IFS= read -r line; do
   printf '  %-14s -> %-6s (expected%s)\n' "$(printf '%s' "$prompt" | head -1)" "$got" "$want"
 done < <(head -n 12 schedules/demo/data/arith-eval.jsonl)
 echo "  exact match: $correct / $total"
+echo "  chorus eval, all held-out problems: greedy, then 4 samples each at temperature 1"
+"$BIN" eval --model "$MODEL" --data schedules/demo/data/arith-test.jsonl --k 1 --temperature 0 --max-tokens 6
+"$BIN" eval --model "$MODEL" --data schedules/demo/data/arith-test.jsonl --k 4 --temperature 1 --max-tokens 6
 
 echo "== score a sequence: log p, entropy, top-3 per position =="
 "$BIN" logprobs --model "$MODEL" --tokens "$(ids_of "Q: 12 + 7 =

@@ -6,6 +6,9 @@
 schedules/demo/data/arith-train.jsonl   {"prompt": "Q: 12 + 7 =\\nA:", "completion": " 19"}
 schedules/demo/data/arith-eval.jsonl    held-out problems, same form
 schedules/demo/data/corpus.txt          the training text, for the demo tokenizer
+schedules/demo/data/arith-prompts.jsonl the training problems as on-policy prompts:
+                                        {"prompt": "Q: 12 + 7 =\\nA:", "answer": "19"}
+schedules/demo/data/arith-test.jsonl    the held-out problems in that form (`chorus eval`)
 """
 import json
 import os
@@ -41,6 +44,10 @@ def main():
         with open(os.path.join(HERE, name), "w") as f:
             for r in rows:
                 f.write(json.dumps(r) + "\n")
+    for name, rows in [("arith-prompts.jsonl", train[:3000]), ("arith-test.jsonl", evals)]:
+        with open(os.path.join(HERE, name), "w") as f:
+            for r in rows:
+                f.write(json.dumps({"prompt": r["prompt"], "answer": r["completion"].strip()}) + "\n")
     with open(os.path.join(HERE, "corpus.txt"), "w") as f:
         for r in train[:3000]:
             f.write(r["prompt"] + r["completion"] + "\n")

@@ -1,6 +1,7 @@
 import ChorusCore
 import ChorusConfig
 import ChorusModel
+import ChorusTasks
 import ChorusTeachers
 import Foundation
 
@@ -23,8 +24,8 @@ import Foundation
 ///     [filter]      by = "none" | "kl" | "student-entropy" | "teacher-entropy", min = 0.0, max = 1.0
 ///     [train]       steps, lr, schedule, warmup, min_lr_ratio, weight_decay, beta1, beta2, eps,
 ///                   grad_clip, seed, threads, checkpoint_every, log_every, micro_batch
-///     [eval]        data = "file.jsonl", every = 10, k = 4, problems = 0 (all), temperature = 0.0,
-///                   top_p = 1.0, max_tokens = (rollout.max_tokens)
+///     [eval]        data = "file.jsonl", every = 10, k = 4, problems = (all), temperature = 0.0,
+///                   top_p = 1.0, max_tokens = (rollout.max_tokens, at most 32768)
 ///     [output]      dir = "runs/opd", keep_checkpoints = 2
 ///
 /// Relative paths are relative to the run file.
@@ -65,14 +66,22 @@ public struct OnPolicyConfig {
     /// The run file text (recorded in the run directory).
     public var text: String
 
-    /// Evaluation during training.
+    /// Evaluation during training (`[eval]`): what `chorus eval` runs, at step 0, every
+    /// `every` steps and after the last.
     public struct EvalSettings {
+        /// The JSONL problems (`{"prompt", "answer"}`); its name without extension names the benchmark.
         public var data: URL
+        /// Evaluate after every this many steps (≥ 1).
         public var every: Int
+        /// Samples per problem.
         public var k: Int
+        /// The first N problems (nil: all).
         public var problems: Int?
+        /// Sampling temperature (0: greedy, one sample computed and counted k times).
         public var temperature: Double
+        /// Nucleus mass in (0, 1].
         public var topP: Double
+        /// Most tokens per completion.
         public var maxTokens: Int
     }
 
@@ -159,7 +168,7 @@ public struct OnPolicyConfig {
                 data: resolve(try e.required("data", try e.string("data"))),
                 every: try e.int("every", min: 1) ?? 10, k: try e.int("k", min: 1, max: 1024) ?? 4,
                 problems: try e.int("problems", min: 1), temperature: try e.double("temperature", min: 0, max: 100) ?? 0,
-                topP: try e.double("top_p", min: 1e-6, max: 1) ?? 1, maxTokens: try e.int("max_tokens", min: 1, max: 1 << 20) ?? maxTokens)
+                topP: try e.double("top_p", min: 1e-6, max: 1) ?? 1, maxTokens: try e.int("max_tokens", min: 1, max: EvalOptions.maxMaxTokens) ?? min(maxTokens, EvalOptions.maxMaxTokens))
             try e.finish()
         }
         let out = try root.table("output")

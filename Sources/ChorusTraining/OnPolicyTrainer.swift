@@ -1,38 +1,11 @@
 import ChorusCore
+import ChorusConfig
 import ChorusModel
+import ChorusTasks
 import ChorusTeachers
 import ChorusTensor
 import ChorusTokenizer
 import Foundation
-
-/// One prompt of an on-policy run: its text, the reference answer (if any) and every string
-/// field of its JSONL line (what a self-teacher's privileged template may name).
-public struct PromptRecord: Sendable {
-    public var prompt: String
-    public var answer: String?
-    public var fields: [String: String]
-}
-
-/// Reads `{"prompt": ..., "answer": ..., ...}` lines. Errors name FILE:LINE and the field.
-public func loadPromptRecords(_ url: URL) throws -> [PromptRecord] {
-    let text = try InputFile.readText(url.path)
-    var out: [PromptRecord] = []
-    for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw DataError.badLine(file: url.path, line: i + 1, reason: "not a JSON object")
-        }
-        guard let p = obj["prompt"] as? String, !p.isEmpty else {
-            throw DataError.badLine(file: url.path, line: i + 1, reason: "needs a non-empty string field \"prompt\"")
-        }
-        if let a = obj["answer"], !(a is String) { throw DataError.badLine(file: url.path, line: i + 1, reason: "\"answer\" must be a string") }
-        var fields: [String: String] = [:]
-        for (k, v) in obj { if let s = v as? String { fields[k] = s } }
-        out.append(PromptRecord(prompt: p, answer: obj["answer"] as? String, fields: fields))
-    }
-    if out.isEmpty { throw DataError.empty(url.path) }
-    return out
-}
 
 /// On-policy distillation: the student samples G responses to each of P prompts, the teacher
 /// pool scores them, the aggregator makes π_ref, and the per-token weights update the student.
@@ -45,7 +18,10 @@ public final class OnPolicyTrainer {
     public let tokenizer: Tokenizer
     public let pool: TeacherPool
     public let aggregator: any Aggregator
+    /// The training prompts (`data.prompts`).
     public let prompts: [PromptRecord]
+    /// The evaluation run every `eval.every` steps (nil without an `[eval]` table).
+    public let evaluator: Evaluator?
     /// The prompts' student token ids (before any control token).
     let promptIds: [[Int]]
     public let loop: OptimizationLoop
@@ -54,6 +30,8 @@ public final class OnPolicyTrainer {
     /// The reduced-precision copy the sampler reads (nil: the student itself).
     var sampler: TransformerModel?
     let workspace = ForwardWorkspace()
+    /// The evaluator's own scratch, so an evaluation leaves the rollout workspace as it was.
+    let evalWorkspace = ForwardWorkspace()
 
     /// Print progress to stderr.
     public var showProgress: Bool { get { loop.showProgress } set { loop.showProgress = newValue } }
@@ -69,10 +47,10 @@ public final class OnPolicyTrainer {
         let tok = try Tokenizer(contentsOf: tokURL)
         tokenizer = tok
         var student = try TransformerModel.load(directory: config.student)
-        prompts = try loadPromptRecords(config.prompts)
+        prompts = try PromptDataset(contentsOf: config.prompts).records
         promptIds = prompts.map { tok.encode($0.prompt) }
-        for (i, p) in promptIds.enumerated() where p.isEmpty {
-            throw DataError.badLine(file: config.prompts.path, line: i + 1, reason: "the prompt encodes to no tokens")
+        for (r, p) in zip(prompts, promptIds) where p.isEmpty {
+            throw DataError.badLine(file: config.prompts.path, line: r.line, reason: "field \"prompt\": encodes to no tokens")
         }
         // Control-token routing adds one <|teacher-k|> token per teacher to the student.
         var options = AggregatorOptions(boundaries: config.boundaries, softSwitchLogSpace: config.softSwitchLogSpace, seed: config.opt.seed)
@@ -83,6 +61,25 @@ public final class OnPolicyTrainer {
             options.controlTokenIds = ids
         }
         model = student
+        // Evaluation prompts of a control-token student start with the strongest (last)
+        // teacher's token, as DESIGN.md's routing prescribes at evaluation.
+        if let e = config.eval {
+            do {
+                evaluator = try Evaluator(
+                    dataset: try PromptDataset(contentsOf: e.data), tokenizer: tokenizer,
+                    options: EvalOptions(k: e.k, problems: e.problems, temperature: e.temperature, topP: e.topP,
+                                         maxTokens: e.maxTokens, seed: config.opt.seed ^ 0xE7A1_5EED),
+                    promptPrefix: options.controlTokenIds?.last.map { [$0] } ?? [])
+            } catch let error as EvalError {
+                // The evaluator speaks in `chorus eval`'s flags; a run file names its keys.
+                if case let .tooFewProblems(path, have, want) = error {
+                    throw ConfigFileError(path, "eval.problems = \(want), but the file holds \(have) problems")
+                }
+                throw error
+            }
+        } else {
+            evaluator = nil
+        }
         pool = try TeacherPool.load(manifest: config.pool, student: StudentSource(
             directory: config.student, liveModel: config.followSelfTeacher ? model : nil))
         options.weights = pool.weights
@@ -105,7 +102,30 @@ public final class OnPolicyTrainer {
     /// Runs the remaining steps; returns the final model directory (nil if stopped early).
     @discardableResult
     public func train() throws -> URL? {
-        try loop.train { state in try self.step(&state) }
+        if let evaluator, let every = config.eval?.every {
+            let steps = loop.options.steps
+            let logged = loop.run.evalSteps()
+            if let last = logged.last { loop.progressFields = [("eval", String(format: "%.3f", last.meanAtK))] }
+            // Step 0 (the initial student) is evaluated once, also when a run killed before its
+            // first checkpoint is resumed.
+            if loop.state.step == 0 && !logged.contains(where: { $0.step == 0 }) { try evaluate(evaluator, step: 0) }
+            loop.afterStep = { [unowned self] s in
+                if s % every == 0 || s == steps { try self.evaluate(evaluator, step: s) }
+            }
+        }
+        defer { loop.afterStep = nil }
+        return try loop.train { state in try self.step(&state) }
+    }
+
+    /// Runs the evaluator on the current student and logs `{"step": s, "eval": {NAME: {...}},
+    /// "eval_seconds": t}`. It reads the f32 student and its own seeds only: the run's RNG and
+    /// weights are untouched, so a run with evaluations trains exactly as one without.
+    func evaluate(_ evaluator: Evaluator, step: Int) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = try evaluator.run(model: model, stopTokens: stopTokens, workspace: evalWorkspace)
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        loop.appendRow([("step", .int(step)), ("eval", .raw(r.json)), ("eval_seconds", .double(dt))])
+        loop.progressFields = [("eval", String(format: "%.3f", r.scores.meanAtK))]
     }
 
     /// The prompts of 0-based step `step`: a seeded permutation per epoch, so any step's batch

@@ -60,6 +60,12 @@ public final class OptimizationLoop {
     public var showProgress = true
     /// Stop (as if interrupted) after this many steps of this process; `--max-steps`.
     public var stopAfter: Int?
+    /// Work that belongs to a finished step, run after its update and metrics row and before
+    /// its checkpoint (an evaluation): a kill before the checkpoint drops its rows with the
+    /// step's, and resuming redoes both. Receives the number of steps done.
+    public var afterStep: ((Int) throws -> Void)?
+    /// Fields shown on every progress line after the step's own (the latest evaluation).
+    public var progressFields: [(String, String)] = []
 
     /// Opens `directory` for a run: a fresh one (refused when it already holds checkpoints) or,
     /// with `resume`, the continuation of the run recorded there (the run file must be the same).
@@ -129,7 +135,8 @@ public final class OptimizationLoop {
                 ]
                 run.appendMetrics(JSONLine(row).text)
             }
-            progress.update(step: state.step, fields: [("loss", String(format: "%.4f", report.loss))] + report.progress,
+            try afterStep?(state.step)
+            progress.update(step: state.step, fields: [("loss", String(format: "%.4f", report.loss))] + report.progress + progressFields,
                             tokensPerSecond: Double(report.tokens) / dt)
             let checkpointDue = state.step % o.checkpointEvery == 0 || state.step == o.steps
             if checkpointDue { try checkpoint() }
@@ -143,6 +150,13 @@ public final class OptimizationLoop {
             }
         }
         return try run.saveFinal(model: model, tokenizerJSON: tokenizerJSON)
+    }
+
+    /// Appends a row that is not a step's (an evaluation) to metrics.jsonl. It must carry a
+    /// "step" field: resuming keeps the rows of steps up to the checkpoint's and drops the rest.
+    public func appendRow(_ pairs: [(String, JSONLine.Value)]) {
+        precondition(pairs.first?.0 == "step", "a metrics row starts with its step")
+        run.appendMetrics(JSONLine(pairs).text)
     }
 
     func checkpoint() throws {

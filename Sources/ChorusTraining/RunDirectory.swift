@@ -205,6 +205,21 @@ public final class RunDirectory {
         try AtomicFile.write(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metricsURL)
     }
 
+    /// The evaluation rows already in metrics.jsonl (`{"step": s, "eval": {NAME: {"mean_at_k":
+    /// ...}}}`), in file order, with the first benchmark's mean@k: what a resumed run shows on
+    /// its progress line and how it knows the step-0 evaluation is done.
+    public func evalSteps() -> [(step: Int, meanAtK: Double)] {
+        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
+        var out: [(step: Int, meanAtK: Double)] = []
+        for line in text.split(separator: "\n") {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = (obj["step"] as? NSNumber)?.intValue, let e = obj["eval"] as? [String: Any] else { continue }
+            let mean = e.values.compactMap { (($0 as? [String: Any])?["mean_at_k"] as? NSNumber)?.doubleValue }.first ?? .nan
+            out.append((s, mean))
+        }
+        return out
+    }
+
     /// Appends one metrics line (O_APPEND, so concurrent readers see whole lines).
     public func appendMetrics(_ line: String) {
         if metricsFD < 0 { metricsFD = open(metricsURL.path, O_WRONLY | O_CREAT | O_APPEND, 0o644) }

@@ -14,6 +14,7 @@ struct Chorus: ParsableCommand {
             Convert.self,
             SFT.self,
             Train.self,
+            Eval.self,
             Tokenize.self,
             Detokenize.self,
             TokenizerCommand.self,

@@ -231,37 +231,7 @@ final class OnPolicyTrainerTests: XCTestCase {
     /// `chorus train` killed with SIGKILL at random moments and resumed each time ends with the
     /// weights of an uninterrupted run, bit for bit, and each step logged once.
     func testKilledTrainRunResumesToIdenticalWeights() throws {
-        let steps = 24
-        let (dir, runFile) = try makeOPDSetup(self, steps: steps)
-        let reference = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
-        reference.showProgress = false
-        let expected = try TransformerModel.load(directory: try XCTUnwrap(try reference.train())).parameters.array
-
-        let killed = dir.appendingPathComponent("killed")
-        let exe = try XCTUnwrap(chorusExecutable())
-        var kills = 0, attempt = 0
-        var rng = ChorusRNG(seed: UInt64(Date().timeIntervalSince1970))
-        while !FileManager.default.fileExists(atPath: killed.appendingPathComponent("final/model.safetensors").path) {
-            attempt += 1
-            if attempt >= 60 { XCTFail("run never finished"); return }
-            let p = Process()
-            p.executableURL = exe
-            // The first start (or one killed before it recorded its run file) starts afresh.
-            let started = FileManager.default.fileExists(atPath: killed.appendingPathComponent("run.toml").path)
-            p.arguments = ["train", runFile.path, "--set", "output.dir=\"killed\"", "--quiet"] + (started ? ["--resume", killed.path] : [])
-            p.environment = ["CHORUS_THREADS": "2"]
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(UInt32(200_000 + rng.int(below: 400_000) + attempt * 100_000))
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
-            p.waitUntilExit()
-        }
-        XCTAssertGreaterThanOrEqual(kills, 1, "the run should have been killed mid-way")
-        let got = try TransformerModel.load(directory: killed.appendingPathComponent("final")).parameters.array
-        XCTAssertEqual(got, expected, "resumed run differs from the uninterrupted one (after \(kills) kills)")
-        let rows = try String(contentsOf: killed.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
-        let logged = rows.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["step"] as? Int }
-        XCTAssertEqual(logged, Array(1...steps), "metrics has each step exactly once")
+        try assertKilledRunResumesExactly(steps: 24)
     }
 
     /// A non-finite loss stops the run naming the step, before the update, keeping the last checkpoint.
@@ -289,5 +259,50 @@ final class OnPolicyTrainerTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try OnPolicyConfig(contentsOf: runFile, overrides: ["objective.full_vocabulary=true", "objective.gamma=0.5"]))
+    }
+}
+
+extension XCTestCase {
+    /// Runs `chorus train` (the setup's run file plus `extra`), killing it with SIGKILL at random
+    /// moments and resuming until it finishes; asserts the final weights equal an uninterrupted
+    /// in-process run's bit for bit and that metrics.jsonl holds each step row once, in order.
+    /// Evaluation rows (those with an "eval" key) are not step rows: they are returned, with
+    /// the uninterrupted run's, for the caller to compare.
+    @discardableResult
+    func assertKilledRunResumesExactly(steps: Int, extra: String = "") throws
+        -> (killed: [[String: Any]], reference: [[String: Any]]) {
+        let (dir, runFile) = try makeOPDSetup(self, steps: steps, extra: extra)
+        let reference = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
+        reference.showProgress = false
+        let expected = try TransformerModel.load(directory: try XCTUnwrap(try reference.train())).parameters.array
+        let referenceEvals = try metricsRows(dir).filter { $0["eval"] != nil }
+
+        let killed = dir.appendingPathComponent("killed")
+        let exe = try XCTUnwrap(chorusExecutable())
+        var kills = 0, attempt = 0
+        var rng = ChorusRNG(seed: UInt64(Date().timeIntervalSince1970))
+        while !FileManager.default.fileExists(atPath: killed.appendingPathComponent("final/model.safetensors").path) {
+            attempt += 1
+            if attempt >= 60 { XCTFail("run never finished"); return ([], referenceEvals) }
+            let p = Process()
+            p.executableURL = exe
+            // The first start (or one killed before it recorded its run file) starts afresh.
+            let started = FileManager.default.fileExists(atPath: killed.appendingPathComponent("run.toml").path)
+            p.arguments = ["train", runFile.path, "--set", "output.dir=\"killed\"", "--quiet"] + (started ? ["--resume", killed.path] : [])
+            p.environment = ["CHORUS_THREADS": "2"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            usleep(UInt32(200_000 + rng.int(below: 400_000) + attempt * 100_000))
+            if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
+            p.waitUntilExit()
+        }
+        XCTAssertGreaterThanOrEqual(kills, 1, "the run should have been killed mid-way")
+        let got = try TransformerModel.load(directory: killed.appendingPathComponent("final")).parameters.array
+        XCTAssertEqual(got, expected, "resumed run differs from the uninterrupted one (after \(kills) kills)")
+        let rows = try String(contentsOf: killed.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let logged = rows.filter { $0["eval"] == nil }.compactMap { $0["step"] as? Int }
+        XCTAssertEqual(logged, Array(1...steps), "metrics has each step exactly once")
+        return (rows.filter { $0["eval"] != nil }, referenceEvals)
     }
 }
