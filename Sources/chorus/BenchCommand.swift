@@ -35,6 +35,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also measure teacher-pool scoring (positions/s) with 1 and 4 random teachers of the built-in shape.")
     var teachers = false
 
+    @Flag(help: "Also measure rollouts: --batch prompts of 16 tokens, 64 tokens sampled each (temperature 1, top-p 1, EOS ignored) by the trainer's batched generate; adds rollout_tokens_per_s.")
+    var rollout = false
+
+    @Option(name: .customLong("sampling-precision"), help: "Weights the rollout measurement samples with: f32, bf16 or f16.")
+    var samplingPrecision: String = SamplingPrecision.f32.rawValue
+
     @Flag(help: "Skip the training (forward + backward) measurement.")
     var noTrain = false
 
@@ -45,6 +51,9 @@ struct Bench: ParsableCommand {
         if batch <= 0 || seq <= 1 { throw ValidationError("--batch must be >= 1 and --seq >= 2") }
         if model == nil && BuiltinShape(rawValue: shape) == nil {
             throw ValidationError("unknown --shape '\(shape)' (valid: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        if SamplingPrecision(rawValue: samplingPrecision) == nil {
+            throw ValidationError("unknown --sampling-precision '\(samplingPrecision)' (valid: \(SamplingPrecision.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 
@@ -66,6 +75,12 @@ struct Bench: ParsableCommand {
         ]
         for (k, v) in try ModelBenchmark.inference(model: m, batch: batch, seq: seq, decodeSteps: decodeSteps) {
             pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
+        }
+        if rollout {
+            pairs.append(("sampling_precision", JSONText.string(samplingPrecision)))
+            for (k, v) in try ModelBenchmark.rollout(model: m, batch: batch, precision: SamplingPrecision(rawValue: samplingPrecision)!) {
+                pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
+            }
         }
         let peak = ModelBenchmark.gemmGFLOPs()
         if !noTrain {
