@@ -38,8 +38,11 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also measure rollouts: --batch prompts of 16 tokens, 64 tokens sampled each (temperature 1, top-p 1, EOS ignored) by the trainer's batched generate; adds rollout_tokens_per_s.")
     var rollout = false
 
-    @Option(name: .customLong("sampling-precision"), help: "Weights the rollout measurement samples with: f32, bf16 or f16.")
+    @Option(name: .customLong("sampling-precision"), help: "Weights the rollout measurement samples with: f32 (or fp32), bf16 or f16.")
     var samplingPrecision: String = SamplingPrecision.f32.rawValue
+
+    /// The parsed --sampling-precision ("fp32" is accepted for f32).
+    var precision: SamplingPrecision? { SamplingPrecision(rawValue: samplingPrecision == "fp32" ? "f32" : samplingPrecision) }
 
     @Flag(help: "Skip the training (forward + backward) measurement.")
     var noTrain = false
@@ -52,8 +55,8 @@ struct Bench: ParsableCommand {
         if model == nil && BuiltinShape(rawValue: shape) == nil {
             throw ValidationError("unknown --shape '\(shape)' (valid: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        if SamplingPrecision(rawValue: samplingPrecision) == nil {
-            throw ValidationError("unknown --sampling-precision '\(samplingPrecision)' (valid: \(SamplingPrecision.allCases.map(\.rawValue).joined(separator: ", ")))")
+        if precision == nil {
+            throw ValidationError("unknown --sampling-precision '\(samplingPrecision)' (valid: fp32, \(SamplingPrecision.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 
@@ -77,8 +80,8 @@ struct Bench: ParsableCommand {
             pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
         }
         if rollout {
-            pairs.append(("sampling_precision", JSONText.string(samplingPrecision)))
-            for (k, v) in try ModelBenchmark.rollout(model: m, batch: batch, precision: SamplingPrecision(rawValue: samplingPrecision)!) {
+            pairs.append(("sampling_precision", JSONText.string(precision!.rawValue)))
+            for (k, v) in try ModelBenchmark.rollout(model: m, batch: batch, precision: precision!) {
                 pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
             }
         }

@@ -143,3 +143,29 @@ final class RolloutEngineTests: XCTestCase {
         }
     }
 }
+
+/// The sampler's reduced-precision weight copy.
+final class SamplingCopyTests: XCTestCase {
+    func testCopiesRoundEveryParameterAndReuseTheModel() throws {
+        let model = try TransformerModel.load(directory: Fixtures.model("qwen3_tied_f32"))
+        let n = model.parameters.count
+        let f32 = model.samplingCopy(precision: .f32)
+        XCTAssertFalse(f32 === model)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: f32.parameters.data, count: n)),
+                       Array(UnsafeBufferPointer(start: model.parameters.data, count: n)))
+        let bf = model.samplingCopy(precision: .bf16)
+        var changed = 0
+        for i in 0..<n {
+            let x = model.parameters.data[i], y = bf.parameters.data[i]
+            XCTAssertEqual(y, HalfConversion.bf16ToFloat(HalfConversion.floatToBF16(x)))
+            XCTAssertEqual(y, x, accuracy: abs(x) / 256 + 1e-30)   // 8 significant bits
+            if y != x { changed += 1 }
+        }
+        XCTAssertGreaterThan(changed, n / 2, "bf16 rounding changed almost nothing")
+        // Refreshing in place after an update reuses the model object.
+        model.parameters.data[0] += 1
+        let again = model.samplingCopy(precision: .f16, reusing: bf)
+        XCTAssertTrue(again === bf)
+        XCTAssertEqual(again.parameters.data[0], HalfConversion.f16ToFloat(HalfConversion.floatToF16(model.parameters.data[0])))
+    }
+}
