@@ -6,8 +6,8 @@
 
 Same measurement as Chorus' `rollout_tokens_per_s`: B random 16-token prompts, 64 sampled
 tokens each (do_sample, temperature 1, top-p 1, no top-k; min_new_tokens = 64 so EOS never
-ends a row early), float32, random init of the same Qwen3 shape (`bench_pytorch.py`'s table,
-or `--model DIR` for a config.json), `torch.set_num_threads(--threads)`. The whole `generate`
+ends a row early), float32, random init of the same Qwen3 shape (`bench_pytorch.py`'s table)
+or `--model DIR`, a checkpoint loaded with its weights, `torch.set_num_threads(--threads)`. The whole `generate`
 call is timed (prefill included, as in Chorus); tokens/s counts sampled tokens only.
 Prints one JSON object.
 """
@@ -18,18 +18,18 @@ import sys
 import time
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_pytorch import SHAPES, timed  # noqa: E402  (one table of shapes for both scripts)
 
 
 def build(a):
-    """The model: a built-in shape (as `chorus bench --shape`) or a config.json, random init."""
+    """The model: a built-in shape with random init (as `chorus bench --shape`) or a checkpoint."""
     torch.manual_seed(0)
     if a.model:
-        cfg = AutoConfig.from_pretrained(a.model)
-        model = AutoModelForCausalLM.from_config(cfg)
+        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
+        cfg = model.config
     else:
         cfg = Qwen3Config(vocab_size=8192, head_dim=64, tie_word_embeddings=True, rope_theta=1e6,
                           attn_implementation="sdpa", **SHAPES[a.shape])
@@ -40,7 +40,7 @@ def build(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="qwen3-23m", choices=sorted(SHAPES))
-    ap.add_argument("--model", help="a model directory whose config.json to build (random weights)")
+    ap.add_argument("--model", help="a Hugging Face model directory (its weights, as `chorus bench --model`)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--prompt", type=int, default=16, help="prompt tokens per row")
     ap.add_argument("--tokens", type=int, default=64, help="sampled tokens per row")
