@@ -17,7 +17,8 @@ public enum Transpose: Sendable { case none, transpose }
 /// is small) and runs one sgemm per worker. Owning the threads avoids OpenBLAS' spinning
 /// workers competing with Chorus' own parallel kernels on a 2-core machine. Pass
 /// `parallel: false` from inside a parallel region. Products with few rows (batched decoding)
-/// over `Gemm.smallProduct` go through `smallRowsGemm`, which never packs the weight matrix.
+/// over `Gemm.smallProduct` go through `smallRowsGemm`, which never packs the weight matrix;
+/// serial calls (attention blocks inside a parallel region) keep OpenBLAS' own choice.
 @inline(__always)
 public func gemm(
     _ transA: Transpose, _ transB: Transpose,
@@ -36,9 +37,9 @@ public func gemm(
         return
     }
     let workers = Parallel.threads
-    if m <= Gemm.smallRows && m * n * k > Gemm.smallProduct {
+    if parallel && m <= Gemm.smallRows && m * n * k > Gemm.smallProduct {
         smallRowsGemm(transA, transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                      beta: beta, c: c, ldc: ldc, workers: parallel ? workers : 1)
+                      beta: beta, c: c, ldc: ldc, workers: workers)
         return
     }
     if !parallel || workers == 1 || m * n * k < 1 << 20 {

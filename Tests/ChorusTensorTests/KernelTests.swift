@@ -8,10 +8,15 @@ final class KernelTests: XCTestCase {
 
     func testGemmAllTransposeCases() {
         // Tiny, and few-rows products over `Gemm.smallProduct` that take the column-blocked
-        // decode path (N not a multiple of the block width, serial and parallel).
+        // decode path (N not a multiple of the block width, one and several workers).
         checkGemm(m: 7, n: 13, k: 9, parallel: true)
         checkGemm(m: 3, n: 1000, k: 300, parallel: true)
-        checkGemm(m: 8, n: 517, k: 640, parallel: false)
+        checkGemm(m: 8, n: 517, k: 640, parallel: true)
+        checkGemm(m: 8, n: 517, k: 640, parallel: false)   // inside a parallel region: plain sgemm
+        let threads = Parallel.threads
+        Parallel.configure(threads: 1)   // the few-rows path with one worker
+        checkGemm(m: 5, n: 700, k: 333, parallel: true)
+        Parallel.configure(threads: threads)
         checkGemm(m: Gemm.smallRows, n: 200, k: 100, parallel: true)
     }
 
