@@ -112,4 +112,28 @@ public enum ModelBenchmark {
             ("decode_tokens_per_s", Double(B * decodeSteps) / decodeSeconds),
         ]
     }
+
+    /// Rollout throughput, as the on-policy trainer samples: B prompts of `promptTokens` random
+    /// ids, `tokens` sampled from each (temperature 1, top-p 1, EOS ignored) by one batched
+    /// `generate` call on the model's sampling copy at `precision` (prefill included in the
+    /// time). Returns sampled tokens per second (the median over repeated calls, each with fresh
+    /// seeds).
+    public static func rollout(model: TransformerModel, batch B: Int, precision: SamplingPrecision,
+                               promptTokens: Int = 16, tokens: Int = 64, seed: UInt64 = 0) throws -> [(String, Double)] {
+        var rng = ChorusRNG(seed: seed)
+        let V = model.config.vocabSize
+        let prompts = (0..<B).map { _ in (0..<promptTokens).map { _ in rng.int(below: V) } }
+        let sampler = model.samplingCopy(precision: precision)
+        let ws = ForwardWorkspace()
+        let params = SamplingParameters(temperature: 1, topP: 1)
+        var call: UInt64 = 0
+        let t = try time(minSeconds: 3) {
+            let seeds = (0..<UInt64(B)).map { call &* 1_000_003 &+ $0 }
+            call += 1
+            let out = try sampler.generate(prompts: prompts, samplesPerPrompt: 1, maxTokens: tokens, params: params,
+                                           seeds: seeds, stopTokens: [], workspace: ws)
+            precondition(out.allSatisfy { $0.response.count == tokens }, "a rollout stopped early")
+        }
+        return [("rollout_tokens_per_s", Double(B * tokens) / t)]
+    }
 }

@@ -106,6 +106,8 @@ public final class ForwardWorkspace {
     var x: Tensor, h: Tensor, qkv: Tensor, att: Tensor, gu: Tensor, act: Tensor
     var positions: [Int32] = []
     var attentionScratch: Tensor
+    /// The rows of a decode step, reused across steps.
+    var decodeRows: [SequenceRows] = []
 
     /// An empty workspace; buffers grow on first use.
     public init() {
@@ -171,6 +173,39 @@ extension TransformerModel {
             for i in s.tokens.indices { ws.positions[rows[si].row + i] = Int32(rows[si].start + i) }
         }
         embed(sequences.lazy.map(\.tokens), into: ws.x.data)
+        return body(rows: rows, n: n, workspace: ws)
+    }
+
+    /// One decode step of a batch: token i continues the sequence in `caches[i]` (appending its
+    /// keys and values). The same body as `forwardHidden` with one-token sequences, without
+    /// building a `PackedSequence` (and its token array) per sequence: the rollout engine calls
+    /// this once per sampled token. Returns the final-normed hidden states, (N, C).
+    public func forwardDecode(tokens: [Int], caches: [KVCache], workspace ws: ForwardWorkspace) throws -> UnsafeMutablePointer<Float> {
+        precondition(tokens.count == caches.count, "one cache per token")
+        let n = tokens.count
+        if n == 0 { throw ModelError.emptyInput("a decode step has no tokens") }
+        try checkTokens(tokens)
+        ws.decodeRows.removeAll(keepingCapacity: true)
+        var maxKV = 0
+        for (i, kv) in caches.enumerated() {
+            if kv.length + 1 > kv.capacity { throw ModelError.cacheFull(capacity: kv.capacity, needed: kv.length + 1) }
+            ws.decodeRows.append(SequenceRows(row: i, count: 1, start: kv.length, cache: kv))
+            maxKV = max(maxKV, kv.length + 1)
+        }
+        rope.ensure(maxKV)
+        ws.ensure(tokens: n, config: config)
+        let C = config.hiddenSize, E = parameter(layout.embed)
+        for i in 0..<n {
+            ws.positions[i] = Int32(caches[i].length)
+            (ws.x.data + i * C).update(from: E + tokens[i] * C, count: C)
+        }
+        return body(rows: ws.decodeRows, n: n, workspace: ws)
+    }
+
+    /// The layers and the final norm over packed rows already embedded in `ws.x`; extends the
+    /// rows' caches. Returns ws.h, (N, C).
+    func body(rows: [SequenceRows], n: Int, workspace ws: ForwardWorkspace) -> UnsafeMutablePointer<Float> {
+        let c = config
         let buffers = ws.blockBuffers()
         for l in 0..<c.numLayers {
             blockForward(layer: l, x: ws.x.data, rows: rows, n: n, positions: ws.positions, buffers: buffers,

@@ -182,13 +182,6 @@ public struct OnPolicyConfig {
     public var rolloutsPerStep: Int { promptsPerStep * groupSize }
 }
 
-/// The weights the sampler uses: the learner's f32 weights or a copy rounded to bf16 / f16
-/// (faster storage on real engines; here it makes the rollout/learner mismatch that the
-/// correction exists for).
-public enum SamplingPrecision: String, Sendable, CaseIterable {
-    case f32, bf16, f16
-}
-
 /// Applies `--set section.key=value` overrides to run-file text: the value replaces the key's
 /// line in its table (or is appended to the table, or a new table). Values are TOML literals
 /// (`3`, `1e-4`, `"cosine"`, `true`).

@@ -232,15 +232,8 @@ public final class OnPolicyTrainer {
     /// The model the sampler uses this step: the student, or a copy rounded to bf16/f16.
     func samplingModel() throws -> TransformerModel {
         guard config.precision != .f32 else { return model }
-        if sampler == nil { sampler = model.copy() }
-        let s = sampler!, n = model.parameters.count
-        let src = model.parameters.data, dst = s.parameters.data
-        switch config.precision {
-        case .f32: break
-        case .bf16: for i in 0..<n { dst[i] = HalfConversion.bf16ToFloat(HalfConversion.floatToBF16(src[i])) }
-        case .f16: for i in 0..<n { dst[i] = HalfConversion.f16ToFloat(HalfConversion.floatToF16(src[i])) }
-        }
-        return s
+        sampler = model.samplingCopy(precision: config.precision, reusing: sampler)
+        return sampler!
     }
 
     /// The metrics row fields of a step (DESIGN.md's list).

@@ -35,6 +35,15 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also measure teacher-pool scoring (positions/s) with 1 and 4 random teachers of the built-in shape.")
     var teachers = false
 
+    @Flag(help: "Also measure rollouts: --batch prompts of 16 tokens, 64 tokens sampled each (temperature 1, top-p 1, EOS ignored) by the trainer's batched generate; adds rollout_tokens_per_s.")
+    var rollout = false
+
+    @Option(name: .customLong("sampling-precision"), help: "Weights the rollout measurement samples with: f32 (or fp32), bf16 or f16.")
+    var samplingPrecision: String = SamplingPrecision.f32.rawValue
+
+    /// The parsed --sampling-precision ("fp32" is accepted for f32).
+    var precision: SamplingPrecision? { SamplingPrecision(rawValue: samplingPrecision == "fp32" ? "f32" : samplingPrecision) }
+
     @Flag(help: "Skip the training (forward + backward) measurement.")
     var noTrain = false
 
@@ -46,6 +55,9 @@ struct Bench: ParsableCommand {
         if decodeSteps < 1 { throw ValidationError("--decode-steps must be >= 1, got \(decodeSteps)") }
         if model == nil && BuiltinShape(rawValue: shape) == nil {
             throw ValidationError("unknown --shape '\(shape)' (valid: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        if precision == nil {
+            throw ValidationError("unknown --sampling-precision '\(samplingPrecision)' (valid: fp32, \(SamplingPrecision.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 
@@ -73,6 +85,12 @@ struct Bench: ParsableCommand {
         ]
         for (k, v) in try ModelBenchmark.inference(model: m, batch: batch, seq: seq, decodeSteps: decodeSteps) {
             pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
+        }
+        if rollout {
+            pairs.append(("sampling_precision", JSONText.string(precision!.rawValue)))
+            for (k, v) in try ModelBenchmark.rollout(model: m, batch: batch, precision: precision!) {
+                pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
+            }
         }
         let peak = ModelBenchmark.gemmGFLOPs()
         if !noTrain {

@@ -55,6 +55,22 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// `--rollout` adds rollout_tokens_per_s next to the other keys (kept intact); a bad
+    /// --sampling-precision is a one-line error naming the flag.
+    func testBenchRolloutContract() throws {
+        let (status, out, err) = try runChorus(["bench", "--model", Fixtures.model("qwen3_tied_f32").path, "--batch", "2", "--seq", "16",
+                                                "--decode-steps", "2", "--no-train", "--rollout", "--sampling-precision", "bf16"])
+        XCTAssertEqual(status, 0, err)
+        let o = try json(out)
+        for k in ["forward_tokens_per_s", "forward_gflops", "decode_tokens_per_s", "rollout_tokens_per_s", "sgemm_gflops"] {
+            XCTAssertGreaterThan(try XCTUnwrap((o[k] as? NSNumber)?.doubleValue, k), 0)
+        }
+        XCTAssertEqual(o["sampling_precision"] as? String, "bf16")
+        let (bad, _, berr) = try runChorus(["bench", "--rollout", "--sampling-precision", "fp8"])
+        XCTAssertNotEqual(bad, 0)
+        XCTAssertTrue(berr.contains("--sampling-precision") && berr.contains("fp8"), berr)
+    }
+
     /// Bad input: non-zero exit, one line on stderr naming the problem, no trap.
     func testBadInputIsOneLineError() throws {
         let tmp = temporaryDirectory(self)

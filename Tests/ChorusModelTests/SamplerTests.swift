@@ -64,3 +64,108 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(s.tokens, Array(g.tokens.prefix(g.tokens.firstIndex { stop.contains($0) && $0 == g.tokens[4] }! + 1)))
     }
 }
+
+/// The rollout engine's fast paths against the reference ones: the fused sampler against
+/// `sampleToken` + `rowStats`, and the batched, parallel, allocation-free `generate` against
+/// `generateReference`. Both must agree bit for bit (same float operations).
+final class RolloutEngineTests: XCTestCase {
+    static let paramSets: [SamplingParameters] = [
+        .init(temperature: 1), .init(temperature: 0.7), .init(temperature: 0),
+        .init(temperature: 1, topP: 0.9), .init(temperature: 0.6, topP: 0.5), .init(temperature: 1.3, topP: 0.999),
+        .init(temperature: 1, topK: 5), .init(temperature: 0.8, topP: 0.95, topK: 40), .init(temperature: 1, topP: 0.3, topK: 1),
+    ]
+
+    func testFusedSamplerMatchesReference() {
+        var gen = ChorusRNG(seed: 11)
+        for V in [1, 7, 8, 61, 1000] {
+            for scale: Float in [0.1, 3, 12] {   // flat, typical, peaked
+                var logits = (0..<V).map { _ in gen.normal() * scale }
+                if V > 4 { logits[3] = logits[1] }   // a tie
+                var work = [Float](repeating: 0, count: V), order = [Int32](repeating: 0, count: V)
+                for p in Self.paramSets {
+                    for seed in UInt64(0)..<20 {
+                        var r1 = ChorusRNG(seed: seed), r2 = ChorusRNG(seed: seed)
+                        let ref = sampleToken(logits: logits, vocab: V, params: p, rng: &r1, work: &work, order: &order)
+                        let lse = logits.withUnsafeBufferPointer { rowStats($0.baseAddress!, count: V).logSumExp }
+                        let fast = logits.withUnsafeBufferPointer { lb in
+                            sampleTokenFused(logits: lb.baseAddress!, vocab: V, params: p, rng: &r2, work: &work, order: &order)
+                        }
+                        XCTAssertEqual(fast.token, ref, "V \(V) scale \(scale) \(p) seed \(seed)")
+                        XCTAssertEqual(fast.modelLogprob, logits[ref.id] - lse, "V \(V) scale \(scale) \(p) seed \(seed)")
+                        XCTAssertEqual(r1.next(), r2.next(), "the generators advanced differently")
+                    }
+                }
+            }
+        }
+    }
+
+    func testGenerateMatchesReferenceLoop() throws {
+        let config = ModelConfig(family: .qwen3, vocabSize: 300, hiddenSize: 64, intermediateSize: 96, numLayers: 2,
+                                 numHeads: 4, numKVHeads: 2, headDim: 16, ropeTheta: 10_000)
+        let model = TransformerModel(config: config)
+        model.initializeRandom(seed: 5, std: 0.3)   // peaked enough that top-p cuts inside the candidates
+        let prompts = [[1, 2, 3], [7], [9, 9, 9, 9, 9], [4, 5]]
+        for p in RolloutEngineTests.paramSets {
+            for G in [1, 3] {
+                let seeds = (0..<UInt64(prompts.count * G)).map { $0 * 7919 + 1 }
+                // A stop token that some samples emit, so rows drop out mid-batch.
+                let stop: Set<Int> = [17, 42, 99]
+                let ref = try model.generateReference(prompts: prompts, samplesPerPrompt: G, maxTokens: 20, params: p,
+                                                      seeds: seeds, stopTokens: stop)
+                let ws = ForwardWorkspace()
+                for _ in 0..<2 {   // a reused workspace gives the same result
+                    let fast = try model.generate(prompts: prompts, samplesPerPrompt: G, maxTokens: 20, params: p,
+                                                  seeds: seeds, stopTokens: stop, workspace: ws)
+                    XCTAssertEqual(fast.count, ref.count)
+                    for (f, r) in zip(fast, ref) {
+                        XCTAssertEqual(f.tokens, r.tokens, "\(p) G \(G)")
+                        XCTAssertEqual(f.logprobs, r.logprobs, "\(p) G \(G)")
+                        XCTAssertEqual(f.samplingLogprobs, r.samplingLogprobs, "\(p) G \(G)")
+                        XCTAssertEqual(f.promptLength, r.promptLength)
+                    }
+                }
+            }
+        }
+    }
+
+    func testForwardDecodeRejectsBadInput() throws {
+        let model = try TransformerModel.load(directory: Fixtures.model("qwen3_tied_f32"))
+        let kv = KVCache(config: model.config, capacity: 2)
+        let ws = ForwardWorkspace()
+        XCTAssertThrowsError(try model.forwardDecode(tokens: [model.config.vocabSize], caches: [kv], workspace: ws)) {
+            XCTAssertEqual($0 as? ModelError, .tokenOutOfRange(token: model.config.vocabSize, vocabSize: model.config.vocabSize))
+        }
+        XCTAssertThrowsError(try model.forwardDecode(tokens: [], caches: [], workspace: ws))
+        _ = try model.forwardDecode(tokens: [1], caches: [kv], workspace: ws)
+        _ = try model.forwardDecode(tokens: [2], caches: [kv], workspace: ws)
+        XCTAssertThrowsError(try model.forwardDecode(tokens: [3], caches: [kv], workspace: ws)) {
+            XCTAssertEqual($0 as? ModelError, .cacheFull(capacity: 2, needed: 3))
+        }
+    }
+}
+
+/// The sampler's reduced-precision weight copy.
+final class SamplingCopyTests: XCTestCase {
+    func testCopiesRoundEveryParameterAndReuseTheModel() throws {
+        let model = try TransformerModel.load(directory: Fixtures.model("qwen3_tied_f32"))
+        let n = model.parameters.count
+        let f32 = model.samplingCopy(precision: .f32)
+        XCTAssertFalse(f32 === model)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: f32.parameters.data, count: n)),
+                       Array(UnsafeBufferPointer(start: model.parameters.data, count: n)))
+        let bf = model.samplingCopy(precision: .bf16)
+        var changed = 0
+        for i in 0..<n {
+            let x = model.parameters.data[i], y = bf.parameters.data[i]
+            XCTAssertEqual(y, HalfConversion.bf16ToFloat(HalfConversion.floatToBF16(x)))
+            XCTAssertEqual(y, x, accuracy: abs(x) / 256 + 1e-30)   // 8 significant bits
+            if y != x { changed += 1 }
+        }
+        XCTAssertGreaterThan(changed, n / 2, "bf16 rounding changed almost nothing")
+        // Refreshing in place after an update reuses the model object.
+        model.parameters.data[0] += 1
+        let again = model.samplingCopy(precision: .f16, reusing: bf)
+        XCTAssertTrue(again === bf)
+        XCTAssertEqual(again.parameters.data[0], HalfConversion.f16ToFloat(HalfConversion.floatToF16(model.parameters.data[0])))
+    }
+}

@@ -7,8 +7,21 @@ final class KernelTests: XCTestCase {
     func randomArray(_ n: Int, _ rng: inout ChorusRNG, scale: Float = 1) -> [Float] { (0..<n).map { _ in rng.normal() * scale } }
 
     func testGemmAllTransposeCases() {
+        // Tiny, and few-rows products over `Gemm.smallProduct` that take the column-blocked
+        // decode path (N not a multiple of the block width, one and several workers).
+        checkGemm(m: 7, n: 13, k: 9, parallel: true)
+        checkGemm(m: 3, n: 1000, k: 300, parallel: true)
+        checkGemm(m: 8, n: 517, k: 640, parallel: true)
+        checkGemm(m: 8, n: 517, k: 640, parallel: false)   // inside a parallel region: plain sgemm
+        let threads = Parallel.threads
+        Parallel.configure(threads: 1)   // the few-rows path with one worker
+        checkGemm(m: 5, n: 700, k: 333, parallel: true)
+        Parallel.configure(threads: threads)
+        checkGemm(m: Gemm.smallRows, n: 200, k: 100, parallel: true)
+    }
+
+    func checkGemm(m: Int, n: Int, k: Int, parallel: Bool) {
         var rng = ChorusRNG(seed: 1)
-        let m = 7, n = 13, k = 9
         for ta in [Transpose.none, .transpose] {
             for tb in [Transpose.none, .transpose] {
                 let a = randomArray(m * k, &rng), b = randomArray(k * n, &rng)
@@ -19,13 +32,13 @@ final class KernelTests: XCTestCase {
                 func B(_ p: Int, _ j: Int) -> Double { Double(tb == .none ? b[p * n + j] : b[j * k + p]) }
                 c.withUnsafeMutableBufferPointer { cp in
                     gemm(ta, tb, m: m, n: n, k: k, alpha: 0.5, a: a, lda: ta == .none ? k : m,
-                         b: b, ldb: tb == .none ? n : k, beta: 2, c: cp.baseAddress!, ldc: n)
+                         b: b, ldb: tb == .none ? n : k, beta: 2, c: cp.baseAddress!, ldc: n, parallel: parallel)
                 }
                 for i in 0..<m {
                     for j in 0..<n {
                         var s = 0.0
                         for p in 0..<k { s += A(i, p) * B(p, j) }
-                        XCTAssertEqual(Double(c[i * n + j]), 0.5 * s + 2 * Double(c0[i * n + j]), accuracy: 1e-4, "\(ta) \(tb)")
+                        XCTAssertEqual(Double(c[i * n + j]), 0.5 * s + 2 * Double(c0[i * n + j]), accuracy: 1e-4 * max(1, Double(k) / 100).squareRoot(), "\(ta) \(tb) m \(m) n \(n) k \(k)")
                     }
                 }
             }
