@@ -18,5 +18,6 @@ struct Chorus: ParsableCommand {
             TokenizerCommand.self,
             CacheCommand.self,
             Score.self,
+            Serve.self,
         ])
 }
