@@ -125,6 +125,12 @@ public final class CompletionService {
         return true
     }
 
+    /// Completions admitted and not yet answered.
+    public var pendingCount: Int {
+        lock.lock(); defer { lock.unlock() }
+        return pending
+    }
+
     /// Gives back a slot taken by `admit`.
     public func release() {
         lock.lock(); pending -= 1; lock.unlock()
@@ -164,7 +170,7 @@ public final class CompletionService {
         var ids: [Int] = []
         ids.reserveCapacity(raw.count)
         for (i, v) in raw.enumerated() {
-            guard let n = v as? NSNumber, !(v is Bool), let id = Int(exactly: n.doubleValue) else {
+            guard let id = RemoteWire.integer(v) else {
                 return badRequest("prompt[\(i)] is not an integer token id")
             }
             if id < 0 || id >= config.vocabSize {
@@ -177,7 +183,7 @@ public final class CompletionService {
         }
         var k: Int?
         if let v = req["prompt_logprobs"], !(v is NSNull) {
-            guard let n = v as? NSNumber, !(v is Bool), let i = Int(exactly: n.doubleValue), i >= 0 else {
+            guard let i = RemoteWire.integer(v), i >= 0 else {
                 return badRequest("prompt_logprobs must be a non-negative integer")
             }
             if i > options.maxLogprobs {
@@ -186,7 +192,7 @@ public final class CompletionService {
             k = i
         }
         if let v = req["max_tokens"], !(v is NSNull) {
-            guard let n = v as? NSNumber, !(v is Bool), let i = Int(exactly: n.doubleValue), i == 0 || i == 1 else {
+            guard let i = RemoteWire.integer(v), i == 0 || i == 1 else {
                 return badRequest("max_tokens must be 0 or 1: this server scores prompts and generates nothing")
             }
         }

@@ -113,10 +113,10 @@ public enum RemoteWire {
             throw Malformed("meta_info has \(tokens.count) input_token_logprobs and \(tops.count) input_top_logprobs for \(ids.count) input ids")
         }
         func pair(_ v: Any, _ at: String) throws -> (Double, Int) {
-            guard let a = v as? [Any], a.count >= 2, let lp = number(a[0]), let id = number(a[1]), id == id.rounded() else {
+            guard let a = v as? [Any], a.count >= 2, let lp = number(a[0]), let id = integer(a[1]) else {
                 throw Malformed("\(at) is not [logprob, token_id, ...]")
             }
-            return (lp, Int(id))
+            return (lp, id)
         }
         return try (start..<ids.count).map { i in
             let (lp, id) = try pair(tokens[i], "meta_info.input_token_logprobs[\(i)]")
@@ -136,10 +136,19 @@ public enum RemoteWire {
         }
     }
 
-    /// A number from JSON (NSNumber or a Double); nil for null, strings and booleans.
-    static func number(_ v: Any?) -> Double? {
-        if let n = v as? NSNumber, !(v is Bool) { return n.doubleValue }
-        return v as? Double
+    /// A number from `JSONSerialization`; nil for null, strings and booleans. Booleans are told
+    /// apart by their NSNumber type code "c" (`v is Bool` is also true for the numbers 0 and 1 on
+    /// Linux, which would refuse a log-prob of 0 or a rank of 1).
+    public static func number(_ v: Any?) -> Double? {
+        if let d = v as? Double, !(v is NSNumber) { return d }
+        guard let n = v as? NSNumber, String(cString: n.objCType) != "c" else { return nil }
+        return n.doubleValue
+    }
+
+    /// An integer from `JSONSerialization` (1 and 1.0 alike); nil for anything else.
+    public static func integer(_ v: Any?) -> Int? {
+        guard let d = number(v), d.isFinite, d == d.rounded(), abs(d) < 9.0e15 else { return nil }
+        return Int(d)
     }
 
     /// The `message` of an error answer (vLLM, SGLang, FastAPI shapes), or the body's start;

@@ -266,14 +266,10 @@ final class RemoteTeacherTests: XCTestCase {
             first.fulfill()
         }
         // The second waits for the first to be admitted, then gets 429.
-        var status = 0, message = ""
-        for _ in 0..<200 {
-            let (s, o) = try request(port: server.port, body: json(["prompt": [1, 2, 3]]))
-            status = s
-            message = o?["message"] as? String ?? ""
-            if s == 429 { break }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
+        for _ in 0..<2000 where server.service.pendingCount == 0 { Thread.sleep(forTimeInterval: 0.005) }
+        XCTAssertEqual(server.service.pendingCount, 1)
+        let (status, o) = try request(port: server.port, body: json(["prompt": [1, 2, 3]]))
+        let message = o?["message"] as? String ?? ""
         XCTAssertEqual(status, 429)
         XCTAssertTrue(message.contains("already waiting or running"), message)
         hold.signal()
