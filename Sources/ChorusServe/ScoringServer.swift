@@ -46,8 +46,16 @@ public final class ScoringServer {
     /// Blocks until the server is closed.
     public func wait() throws { try channel.closeFuture.wait() }
 
-    /// Stops listening, closes every connection and stops the network threads.
+    private let closeLock = NSLock()
+    private var closed = false
+
+    /// Stops listening, closes every connection and stops the network threads. A second call
+    /// does nothing (waiting on a channel of a stopped event loop would never return).
     public func close() {
+        closeLock.lock()
+        defer { closeLock.unlock() }
+        if closed { return }
+        closed = true
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
     }
