@@ -149,12 +149,22 @@ public final class RemoteTeacher: Teacher {
     public func score(ids: [Int], start: Int) throws -> [PositionScore] {
         let body = try JSONSerialization.data(withJSONObject: RemoteWire.request(wire, ids: ids, topK: spec.topK, model: spec.model))
         let data = try post(body)
+        let limit = RemoteTeacher.answerLimit(tokens: ids.count, topK: spec.topK)
+        if data.count > limit {
+            throw RemoteTeacherError.malformed(teacher: name, url: endpoint.absoluteString,
+                                               reason: "answer of \(data.count) bytes is over the \(limit) bytes \(ids.count) tokens at top-k \(spec.topK) can need")
+        }
         do {
             return try RemoteWire.parse(wire, data, ids: ids, start: start, topK: spec.topK, vocabularySize: vocabularySize)
         } catch let e as RemoteWire.Malformed {
             throw RemoteTeacherError.malformed(teacher: name, url: endpoint.absoluteString, reason: e.reason)
         }
     }
+
+    /// The largest answer read for `tokens` prompt tokens at `topK`: 512 bytes per entry (an id,
+    /// a log-prob, a rank and a decoded token of up to ~400 escaped bytes) plus 1 MiB, so that a
+    /// broken or hostile server cannot hand the parser an unbounded document.
+    public static func answerLimit(tokens: Int, topK: Int) -> Int { (1 << 20) + tokens * (topK + 2) * 512 }
 
     /// POSTs `body` to the endpoint and returns the 200 answer, retrying what may pass.
     func post(_ body: Data) throws -> Data {
