@@ -231,3 +231,51 @@ extension Data {
         return d
     }
 }
+
+/// The remote keys of a pool manifest: defaults, resolution and one-line errors.
+final class RemoteManifestTests: XCTestCase {
+    let file = URL(fileURLWithPath: "/pools/remote.toml")
+
+    func parse(_ body: String) throws -> PoolManifest {
+        try PoolManifest(toml: "[[teacher]]\nname = \"big\"\n" + body, file: file)
+    }
+
+    func testRemoteKeysAreReadWithDefaults() throws {
+        let m = try parse("kind = \"vllm\"\nurl = \"http://gpu:8000/\"\nmodel = \"Q\"\ntokenizer = \"big/tokenizer.json\"\n")
+        let r = try XCTUnwrap(m.teachers[0].remote)
+        XCTAssertEqual(m.teachers[0].kind, .vllm)
+        XCTAssertNil(m.teachers[0].path)
+        XCTAssertEqual(r.url, "http://gpu:8000")
+        XCTAssertEqual(r.tokenizer.path, "/pools/big/tokenizer.json")
+        XCTAssertEqual([r.topK, r.retries, r.concurrency], [20, 4, 8])
+        XCTAssertEqual(r.timeout, 120)
+        XCTAssertNil(r.apiKeyEnvironment)
+        let s = try parse("kind = \"sglang\"\nurl = \"https://gpu\"\ntokenizer = \"/t.json\"\ntop_k = 5\napi_key_env = \"SG_KEY\"\n")
+        XCTAssertEqual(s.teachers[0].remote?.model, nil)
+        XCTAssertEqual(s.teachers[0].remote?.apiKeyEnvironment, "SG_KEY")
+        XCTAssertEqual(s.teachers[0].remote?.topK, 5)
+        XCTAssertNil(try parse("path = \"m\"\n").teachers[0].remote)
+    }
+
+    func testBadRemoteKeysAreOneLineErrorsNamingTheField() {
+        let base = "kind = \"vllm\"\nmodel = \"Q\"\ntokenizer = \"t.json\"\n"
+        let cases: [(String, [String])] = [
+            (base, ["url", "missing"]),
+            (base + "url = \"gpu:8000\"\n", ["url", "not an http(s) base URL"]),
+            (base + "url = \"ftp://gpu\"\n", ["url", "not an http(s) base URL"]),
+            ("kind = \"vllm\"\nurl = \"http://g\"\ntokenizer = \"t.json\"\n", ["model", "missing"]),
+            ("kind = \"vllm\"\nurl = \"http://g\"\nmodel = \"Q\"\n", ["tokenizer", "missing"]),
+            (base + "url = \"http://g\"\npath = \"m\"\n", ["path", "not allowed"]),
+            (base + "url = \"http://g\"\napi_key_env = \"sk-123 secret\"\n", ["api_key_env", "not an environment variable name"]),
+            (base + "url = \"http://g\"\ntop_k = 0\n", ["top_k"]),
+            (base + "url = \"http://g\"\nconcurrency = 0\n", ["concurrency"]),
+            (base + "url = \"http://g\"\ntimeout = -1\n", ["timeout"]),
+            (base + "url = \"http://g\"\nbogus = 1\n", ["bogus"]),
+            ("path = \"m\"\nurl = \"http://g\"\n", ["url"]),
+            ("kind = \"tgi\"\nurl = \"http://g\"\n", ["unknown kind", "vllm", "sglang"]),
+        ]
+        for (body, fragments) in cases {
+            assertThrows(try parse(body), containing: ["remote.toml"] + fragments)
+        }
+    }
+}
