@@ -1,3 +1,4 @@
+import ChorusModel
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -64,8 +65,12 @@ public final class ScoringServer {
 /// Errors starting a server.
 public enum ServeError: Error, CustomStringConvertible {
     case cannotListen(address: String, reason: String)
+    /// `--shape` of `--bench` names no built-in shape.
+    case unknownShape(String)
     public var description: String {
         switch self {
+        case let .unknownShape(s):
+            return "--shape: unknown shape '\(s)' (valid: \(BuiltinShape.allCases.map(\.rawValue).joined(separator: ", ")))"
         case let .cannotListen(a, r): return "cannot listen on \(a): \(r.replacingOccurrences(of: "\n", with: " "))"
         }
     }

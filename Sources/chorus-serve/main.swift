@@ -43,6 +43,12 @@ struct ChorusServeCommand: ParsableCommand {
     @Option(help: "Worker threads for kernels and BLAS (default: all cores).")
     var threads: Int?
 
+    @Option(help: "With --bench and no model directory: a built-in random-weight shape (e.g. qwen3-10m).")
+    var shape: String?
+
+    @Flag(help: "Instead of serving: measure scored positions/s of the model as a local teacher and through a loopback server (JSON).")
+    var bench = false
+
     func validate() throws {
         if !(1...65535).contains(port) && port != 0 { throw ValidationError("--port \(port) is outside [0, 65535]") }
         if maxLogprobs < 0 { throw ValidationError("--max-logprobs must be >= 0") }
@@ -55,8 +61,14 @@ struct ChorusServeCommand: ParsableCommand {
         configureThreads(threads)
         let dir = URL(fileURLWithPath: model).standardizedFileURL
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else {
+        guard (bench && shape != nil) || (FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue) else {
             throw ValidationError("--model: model directory '\(dir.path)' not found")
+        }
+        if bench {
+            let pairs = try LoopbackBenchmark.run(directory: dir, shape: shape)
+            let text = "{" + pairs.map { "\(jsonString($0.0)):\($0.1)" }.joined(separator: ",") + "}\n"
+            FileHandle.standardOutput.write(Data(text.utf8))
+            return
         }
         let env = ProcessInfo.processInfo.environment["CHORUS_API_KEY"]
         let key = apiKey ?? (env?.isEmpty == false ? env : nil)
