@@ -89,6 +89,32 @@ final class RemoteTeacherTests: XCTestCase {
         }
     }
 
+    func testARemoteTeacherWhoseTokenizerDiffersFromTheStudentsIsRefused() throws {
+        let tmp = temporaryDirectory(self)
+        let student = try saveModel(tinyModel(seed: 1), tmp.appendingPathComponent("student"))
+        // The remote teacher's tokenizer: same size, token 7 spelled differently.
+        let other = tmp.appendingPathComponent("other")
+        try writeTokenizer(other, vocab: 64)
+        let tok = other.appendingPathComponent("tokenizer.json")
+        let text = try String(contentsOf: tok, encoding: .utf8).replacingOccurrences(of: "\"t7\"", with: "\"x7\"")
+        try text.write(to: tok, atomically: true, encoding: .utf8)
+        let url = tmp.appendingPathComponent("pool.toml")
+        try """
+        student = "\(student.path)"
+        [[teacher]]
+        name = "far"
+        kind = "sglang"
+        url = "http://127.0.0.1:9"
+        tokenizer = "\(tok.path)"
+        vocab_size = 64
+        """.write(to: url, atomically: true, encoding: .utf8)
+        assertThrows(try TeacherPool.load(manifest: url), containing: ["vocabulary mismatch at token id 7", "'t7'", "'x7'", tok.path])
+        // The same tokenizer loads (nothing is sent to the server while loading).
+        try FileManager.default.removeItem(at: tok)
+        try FileManager.default.copyItem(at: student.appendingPathComponent("tokenizer.json"), to: tok)
+        XCTAssertTrue(try TeacherPool.load(manifest: url).teachers[0] is RemoteTeacher)
+    }
+
     func testRemoteScoresGoThroughTheScoreCache() throws {
         let tmp = temporaryDirectory(self)
         let dir = try saveModel(tinyModel(seed: 3), tmp.appendingPathComponent("a"))
