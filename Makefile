@@ -7,7 +7,7 @@ BUILD_FLAGS = -c $(CONFIG)
 BIN         = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)/chorus
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps build test demo bench clean
+.PHONY: deps build serve test demo bench clean
 
 ## Install system packages (OpenBLAS, zstd, pkg-config) only when they are missing.
 deps:
@@ -25,6 +25,11 @@ deps:
 ## Release build of the chorus tool.
 build: deps
 	$(SWIFT) build $(BUILD_FLAGS) --product chorus
+
+## `chorus serve`: the release build of chorus and of its HTTP server chorus-serve (swift-nio),
+## kept out of `build` so that make demo does not compile swift-nio (docs/remote-teachers.md).
+serve: build
+	$(SWIFT) build $(BUILD_FLAGS) --product chorus-serve
 
 ## The test suite (debug build of the tests; numeric kernels are fast enough at test sizes).
 test: deps

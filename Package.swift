@@ -12,11 +12,15 @@ let package = Package(
     products: [
         .executable(name: "chorus", targets: ["chorus"]),
         .library(name: "ChorusModel", targets: ["ChorusModel"]),
+        // The HTTP server of `chorus serve` (swift-nio), a product of its own so that building
+        // `chorus` (make demo) does not build swift-nio; `chorus serve` runs it.
+        .executable(name: "chorus-serve", targets: ["chorus-serve"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libopenblas-dev, libzstd-dev).
@@ -42,6 +46,15 @@ let package = Package(
                 "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining", "ChorusTasks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // `chorus serve`: a vLLM-compatible scoring server over a checkpoint (swift-nio HTTP/1.1).
+        .target(name: "ChorusServe", dependencies: [
+            "ChorusCore", "ChorusModel", "ChorusTeachers", "ChorusTensor",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "chorus-serve", dependencies: [
+            "ChorusServe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         // Helpers shared by the test targets (temporary directories, running `chorus`).
         .target(name: "ChorusTestSupport", path: "Tests/ChorusTestSupport"),
@@ -52,6 +65,7 @@ let package = Package(
         .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTasksTests", dependencies: ["ChorusTasks", "ChorusModel", "ChorusTokenizer", "ChorusCore", "ChorusTestSupport"]),
+        .testTarget(name: "ChorusServeTests", dependencies: ["ChorusServe", "ChorusTeachers", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTasks", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

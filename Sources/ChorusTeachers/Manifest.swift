@@ -8,6 +8,10 @@ public enum TeacherKind: String, Sendable, CaseIterable {
     case checkpoint
     /// The student conditioned on privileged context (`privileged` required, `path` optional).
     case selfTeacher = "self"
+    /// A model behind a vLLM server (`/v1/completions` with `prompt_logprobs`); see `RemoteSpec`.
+    case vllm
+    /// A model behind an SGLang server (`/generate` with `return_logprob`); see `RemoteSpec`.
+    case sglang
 }
 
 /// One `[[teacher]]` entry of a pool manifest, validated, with paths resolved.
@@ -22,6 +26,8 @@ public struct TeacherSpec: Sendable, Equatable {
     public var weightGiven: Bool
     /// The privileged template (self-teachers only).
     public var privileged: String?
+    /// The server settings of a remote teacher (`kind = "vllm"` or `"sglang"`), else nil.
+    public var remote: RemoteSpec? = nil
 }
 
 /// A teacher pool manifest (TOML), teachers listed weakest first (curriculum order).
@@ -96,6 +102,8 @@ public struct PoolManifest: Sendable, Equatable {
             } else if kind == .checkpoint {
                 throw t.error("path", "missing (a checkpoint teacher needs a model directory)")
             }
+            let remote = try RemoteSpec(table: t, kind: kind, base: base)
+            if remote != nil, url != nil { throw t.error("path", "not allowed for kind = \"\(kind.rawValue)\" (the model is on the server)") }
             let weight = try t.double("weight", min: 0)
             let privileged = try t.string("privileged")
             if let s = privileged {
@@ -106,7 +114,7 @@ public struct PoolManifest: Sendable, Equatable {
             }
             try t.finish()
             specs.append(TeacherSpec(name: name, kind: kind, path: url, weight: weight ?? 1, weightGiven: weight != nil,
-                                     privileged: privileged))
+                                     privileged: privileged, remote: remote))
         }
         try root.finish()
         // The largest weight, not the sum: 1e308 + 1e308 overflows but is a fine pair of weights.

@@ -33,6 +33,10 @@ extension TeacherPool {
         for (i, t) in m.teachers.enumerated() {
             if let p = t.path {
                 if !isDir(p) { throw PoolError.modelNotFound(file: file, field: "teacher[\(i)].path ('\(t.name)')", path: p.path) }
+            } else if let r = t.remote {
+                if !fm.fileExists(atPath: r.tokenizer.path) {
+                    throw PoolError.modelNotFound(file: file, field: "teacher[\(i)].tokenizer ('\(t.name)')", path: r.tokenizer.path)
+                }
             } else if studentDir == nil {
                 throw PoolError.noStudent(file: file, teacher: t.name)
             }
@@ -41,7 +45,15 @@ extension TeacherPool {
             let cfg = try ModelConfig(contentsOf: s.appendingPathComponent("config.json"))
             members.append(.init(directory: s, vocabSize: cfg.vocabSize, isStudent: true))
         }
+        var remoteVocabularySize: [String: Int] = [:]
         for t in m.teachers {
+            if let r = t.remote {
+                let v = try RemoteTeacher.vocabularySize(r)
+                remoteVocabularySize[t.name] = v
+                members.append(.init(directory: r.tokenizer.deletingLastPathComponent(), vocabSize: v, isStudent: false,
+                                     tokenizerFile: r.tokenizer))
+                continue
+            }
             guard let p = t.path else { continue }
             let cfg = try ModelConfig(contentsOf: p.appendingPathComponent("config.json"))
             members.append(.init(directory: p, vocabSize: cfg.vocabSize, isStudent: false))
@@ -64,6 +76,9 @@ extension TeacherPool {
                 } else {
                     teachers.append(try SelfTeacher(name: t.name, directory: dir, template: template, encoder: encoder))
                 }
+            case .vllm, .sglang:
+                teachers.append(try RemoteTeacher(name: t.name, wire: t.kind == .vllm ? .vllm : .sglang, spec: t.remote!,
+                                                  vocabularySize: remoteVocabularySize[t.name]!))
             }
         }
         var sv: TokenVocabulary?, svSize: Int?

@@ -48,4 +48,22 @@ public enum TopKApproximation {
         out.update(repeating: tail, count: V)
         for (id, lp) in known { out[id] = lp }
     }
+
+    /// The entropy (nats) of the row `fillRow` rebuilds: −Σ_known p·log p − β·log(β / n_tail),
+    /// β = 1 − Σ_known p spread over the n_tail = V − #known other tokens. This is the largest
+    /// entropy any distribution with these known entries can have; with k = V it is exact.
+    public static func entropy(_ s: PositionScore, target: Int, count V: Int) -> Float {
+        var known: [Int: Double] = [:]
+        for (id, lp) in zip(s.topIds, s.topLogprobs) { known[Int(id)] = Double(lp) }
+        known[target] = Double(s.logprob)
+        var mass = 0.0, h = 0.0
+        for lp in known.values {
+            let p = Foundation.exp(lp)
+            mass += p
+            if p > 0 { h -= p * lp }
+        }
+        let rest = V - known.count, beta = max(1 - mass, 0)
+        if rest > 0, beta > 1e-12 { h -= beta * Foundation.log(beta / Double(rest)) }
+        return Float(h)
+    }
 }

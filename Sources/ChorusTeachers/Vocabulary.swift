@@ -96,19 +96,22 @@ public enum VocabularyCheck {
         public var directory: URL
         public var vocabSize: Int
         public var isStudent: Bool
-        public init(directory: URL, vocabSize: Int, isStudent: Bool) {
+        /// The tokenizer file when it is not `directory/tokenizer.json` (a remote teacher's).
+        public var tokenizerFile: URL?
+        public init(directory: URL, vocabSize: Int, isStudent: Bool, tokenizerFile: URL? = nil) {
             self.directory = directory
             self.vocabSize = vocabSize
             self.isStudent = isStudent
+            self.tokenizerFile = tokenizerFile
         }
         var config: String { directory.appendingPathComponent("config.json").path }
-        var tokenizer: URL { directory.appendingPathComponent("tokenizer.json") }
+        var tokenizer: URL { tokenizerFile ?? directory.appendingPathComponent("tokenizer.json") }
     }
 
     /// Throws `VocabularyError` naming the first differing token (lowest id) and the files.
     public static func check(_ members: [Member]) throws {
         var seen = Set<String>()
-        let ms = members.filter { seen.insert($0.directory.standardizedFileURL.path).inserted }
+        let ms = members.filter { seen.insert($0.tokenizer.standardizedFileURL.path).inserted }
         guard let first = ms.first else { return }
         let fm = FileManager.default
         let have = ms.filter { fm.fileExists(atPath: $0.tokenizer.path) }

@@ -20,6 +20,7 @@ struct Chorus: ParsableCommand {
             TokenizerCommand.self,
             CacheCommand.self,
             Score.self,
+            Serve.self,
         ])
 
     /// ArgumentParser's `main`, with four additions: the environment is checked first
