@@ -131,6 +131,16 @@ public func sampleTokenFused(logits x: UnsafePointer<Float>, vocab V: Int, param
         return RowSample(token: SampledToken(id: best, logprob: 0), modelLogprob: x[best] - logSumExp(x, count: V))
     }
     let invT = 1 / params.temperature
+    if invT > 1 {
+        // A tiny T can make x·(1/T) overflow; the reference sampler handles that limit (greedy
+        // when 1/T itself overflows, gaps to the max otherwise), so hand such rows to it.
+        var big: Float = 0
+        for j in 0..<V { big = Swift.max(big, abs(x[j])) }
+        if !(big * invT).isFinite {
+            let s = sampleToken(logits: x, vocab: V, params: params, rng: &rng, work: work, order: order)
+            return RowSample(token: s, modelLogprob: x[s.id] - logSumExp(x, count: V))
+        }
+    }
     // Max of x·(1/T), then e = exp(x·(1/T) − max) and their sum, as softmaxRowInPlace on the
     // scaled copy computes them.
     var mv = FloatVec(repeating: -.infinity)

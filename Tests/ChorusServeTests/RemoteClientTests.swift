@@ -51,8 +51,11 @@ final class RemoteClientTests: XCTestCase {
         let re = try t.score(g, topK: 0), le = try local.score(g, topK: 0)
         for (a, b) in zip(re, le) { XCTAssertLessThanOrEqual(maxAbsDiff(a.positions.map(\.entropy), b.positions.map(\.entropy)), 1e-4) }
         // The request is SGLang's documented one.
-        let req = try XCTUnwrap(try JSONSerialization.jsonObject(with: fake.bodies[0]) as? [String: Any])
-        XCTAssertEqual((req["input_ids"] as? [Any])?.compactMap { RemoteWire.integer($0) }, g.prompt + g.responses[0])
+        // Requests run concurrently, so find the one for the first response rather than
+        // assuming it arrived first.
+        let bodies = try fake.bodies.map { try XCTUnwrap(try JSONSerialization.jsonObject(with: $0) as? [String: Any]) }
+        let req = try XCTUnwrap(bodies.first { ($0["input_ids"] as? [Any])?.compactMap { RemoteWire.integer($0) } == g.prompt + g.responses[0] },
+                                "no request carries prompt + first response as input_ids")
         XCTAssertEqual(RemoteWire.integer(req["logprob_start_len"]), 0)
         XCTAssertEqual(RemoteWire.integer(req["top_logprobs_num"]), 64)
         XCTAssertEqual(RemoteWire.integer((req["sampling_params"] as? [String: Any])?["max_new_tokens"]), 0)
