@@ -131,23 +131,22 @@ public func sampleTokenFused(logits x: UnsafePointer<Float>, vocab V: Int, param
         return RowSample(token: SampledToken(id: best, logprob: 0), modelLogprob: x[best] - logSumExp(x, count: V))
     }
     let invT = 1 / params.temperature
-    if invT > 1 {
-        // A tiny T can make x·(1/T) overflow; the reference sampler handles that limit (greedy
-        // when 1/T itself overflows, gaps to the max otherwise), so hand such rows to it.
-        var big: Float = 0
-        for j in 0..<V { big = Swift.max(big, abs(x[j])) }
-        if !(big * invT).isFinite {
-            let s = sampleToken(logits: x, vocab: V, params: params, rng: &rng, work: work, order: order)
-            return RowSample(token: s, modelLogprob: x[s.id] - logSumExp(x, count: V))
-        }
-    }
     // Max of x·(1/T), then e = exp(x·(1/T) − max) and their sum, as softmaxRowInPlace on the
-    // scaled copy computes them.
-    var mv = FloatVec(repeating: -.infinity)
+    // scaled copy computes them. The same pass keeps the minimum: a tiny T can make x·(1/T)
+    // overflow, and the reference sampler owns that limit (greedy when 1/T itself overflows,
+    // gaps to the max otherwise), so such rows go to it without a pass of their own.
+    var mv = FloatVec(repeating: -.infinity), nv = FloatVec(repeating: .infinity)
     var j = 0
-    while j + 8 <= V { let v = loadVec(x + j) * invT; mv.replace(with: v, where: v .> mv); j += 8 }
-    var m = mv.max()
-    while j < V { m = Swift.max(m, x[j] * invT); j += 1 }
+    while j + 8 <= V {
+        let v = loadVec(x + j) * invT
+        mv.replace(with: v, where: v .> mv); nv.replace(with: v, where: v .< nv); j += 8
+    }
+    var m = mv.max(), n = nv.min()
+    while j < V { m = Swift.max(m, x[j] * invT); n = Swift.min(n, x[j] * invT); j += 1 }
+    if !invT.isFinite || !m.isFinite || !n.isFinite {
+        let s = sampleToken(logits: x, vocab: V, params: params, rng: &rng, work: work, order: order)
+        return RowSample(token: s, modelLogprob: x[s.id] - logSumExp(x, count: V))
+    }
     var sv = FloatVec()
     j = 0
     while j + 8 <= V { let e = vexp(loadVec(x + j) * invT - m); storeVec(e, work + j); sv += e; j += 8 }
