@@ -15,6 +15,7 @@ struct Chorus: ParsableCommand {
             SFT.self,
             Train.self,
             Eval.self,
+            TasksCommand.self,
             Tokenize.self,
             Detokenize.self,
             TokenizerCommand.self,
