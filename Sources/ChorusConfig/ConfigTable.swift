@@ -129,6 +129,16 @@ public final class ConfigTable {
         }
     }
 
+    /// An array of strings.
+    public func strings(_ k: String) throws -> [String]? {
+        guard let v = value(k) else { return nil }
+        guard let a = v.array else { throw error(k, "must be an array of strings") }
+        return try a.enumerated().map { i, e in
+            guard let s = e.string else { throw error(k, "element \(i) must be a string") }
+            return s
+        }
+    }
+
     /// A boolean value.
     public func bool(_ k: String) throws -> Bool? {
         guard let v = value(k) else { return nil }

@@ -12,7 +12,10 @@ import Foundation
 ///     [teachers]    pool = "pool.toml", aggregator = "arithmetic", self_teacher = "frozen" | "follow",
 ///                   cache = "DIR", boundaries = [..] (hard switch), soft_switch_log_space = false
 ///     [data]        prompts = "file.jsonl" ({"prompt": ..., "answer": ..., other string fields}),
-///                   epochs = N (instead of train.steps)
+///                   or benchmark = "add3" (a built-in benchmark's train split, drawn with
+///                   train.seed: train.steps × prompts_per_step problems, none of its eval
+///                   split; see `chorus tasks list`) — exactly one of the two;
+///                   epochs = N (instead of train.steps; prompts files only)
 ///     [rollout]     group_size = 4, prompts_per_step = 8, temperature = 1.0, top_p = 1.0,
 ///                   max_tokens = 64, precision = "f32" | "bf16" | "f16"
 ///     [objective]   divergence = "reverse-kl" | "forward-kl" | "jensen-shannon" | "hellinger" |
@@ -24,8 +27,11 @@ import Foundation
 ///     [filter]      by = "none" | "kl" | "student-entropy" | "teacher-entropy", min = 0.0, max = 1.0
 ///     [train]       steps, lr, schedule, warmup, min_lr_ratio, weight_decay, beta1, beta2, eps,
 ///                   grad_clip, seed, threads, checkpoint_every, log_every, micro_batch
-///     [eval]        data = "file.jsonl", every = 10, k = 4, problems = (all), temperature = 0.0,
-///                   top_p = 1.0, max_tokens = (rollout.max_tokens, at most 32768)
+///     [eval]        data = "file.jsonl" and/or benchmarks = ["add3", "add4", "max3"] (their
+///                   eval splits; at least one of the two), every = 10, k = 4, problems =
+///                   (all), temperature = 0.0, top_p = 1.0, max_tokens = (rollout.max_tokens,
+///                   at most 32768); each eval row holds one entry per set, keyed by the
+///                   file's name without extension or the benchmark's name
 ///     [output]      dir = "runs/opd", keep_checkpoints = 2
 ///
 /// Relative paths are relative to the run file.
@@ -37,7 +43,10 @@ public struct OnPolicyConfig {
     public var cache: URL?
     public var boundaries: [Double]?
     public var softSwitchLogSpace: Bool
-    public var prompts: URL
+    /// The prompt file (`data.prompts`); nil when the prompts come from `benchmark`.
+    public var prompts: URL?
+    /// The built-in benchmark whose train split gives the prompts (`data.benchmark`).
+    public var benchmark: String?
     public var epochs: Double?
     public var groupSize: Int
     public var promptsPerStep: Int
@@ -70,7 +79,9 @@ public struct OnPolicyConfig {
     /// `every` steps and after the last.
     public struct EvalSettings {
         /// The JSONL problems (`{"prompt", "answer"}`); its name without extension names the benchmark.
-        public var data: URL
+        public var data: URL?
+        /// Built-in benchmarks evaluated on their eval splits (after `data`), in the order given.
+        public var benchmarks: [String]
         /// Evaluate after every this many steps (≥ 1).
         public var every: Int
         /// Samples per problem.
@@ -111,8 +122,12 @@ public struct OnPolicyConfig {
         try t.finish()
 
         let d = try root.required("[data]", try root.table("data"))
-        prompts = resolve(try d.required("prompts", try d.string("prompts")))
+        prompts = try d.string("prompts").map(resolve)
+        benchmark = try d.choice("benchmark", Benchmark.names)
+        if prompts != nil && benchmark != nil { throw d.error("benchmark", "give either data.prompts or data.benchmark, not both") }
+        if prompts == nil && benchmark == nil { throw d.error("prompts", "missing required key (or give data.benchmark = \"add3\", a built-in benchmark)") }
         epochs = try d.double("epochs", min: 1e-9)
+        if epochs != nil && benchmark != nil { throw d.error("epochs", "needs data.prompts: a benchmark is an endless stream (set train.steps)") }
         try d.finish()
 
         let r = try root.table("rollout")
@@ -164,8 +179,18 @@ public struct OnPolicyConfig {
         opt = try OptimizationConfig.read(tr, trainer: .onPolicy)
 
         if let e = try root.table("eval") {
+            let data = try e.string("data").map(resolve)
+            let benchmarks = try e.strings("benchmarks") ?? []
+            for (i, b) in benchmarks.enumerated() where !Benchmark.names.contains(b) {
+                throw e.error("benchmarks", "element \(i): \"\(b)\" is not one of: \(Benchmark.names.joined(separator: ", "))")
+            }
+            if Set(benchmarks).count != benchmarks.count { throw e.error("benchmarks", "names a benchmark twice") }
+            if let data, benchmarks.contains(data.deletingPathExtension().lastPathComponent) {
+                throw e.error("data", "has the name of a benchmark in eval.benchmarks (rows are keyed by name); rename the file")
+            }
+            if data == nil && benchmarks.isEmpty { throw e.error("data", "missing required key (or give eval.benchmarks = [\"add3\", ...])") }
             eval = EvalSettings(
-                data: resolve(try e.required("data", try e.string("data"))),
+                data: data, benchmarks: benchmarks,
                 every: try e.int("every", min: 1) ?? 10, k: try e.int("k", min: 1, max: 1024) ?? 4,
                 problems: try e.int("problems", min: 1), temperature: try e.double("temperature", min: 0, max: 100) ?? 0,
                 topP: try e.double("top_p", min: 1e-6, max: 1) ?? 1, maxTokens: try e.int("max_tokens", min: 1, max: EvalOptions.maxMaxTokens) ?? min(maxTokens, EvalOptions.maxMaxTokens))
@@ -176,6 +201,24 @@ public struct OnPolicyConfig {
         keepCheckpoints = try out?.int("keep_checkpoints", min: 1) ?? 2
         try out?.finish()
         try root.finish()
+    }
+
+    /// The training prompts: the `data.prompts` file, or the first `train.steps ×
+    /// prompts_per_step` problems (at most `Benchmark.maxCount`) of `data.benchmark`'s train
+    /// split drawn with `train.seed`, a dataset named after the benchmark.
+    public func promptDataset() throws -> PromptDataset {
+        if let b = benchmark {
+            let (n, overflow) = opt.steps.multipliedReportingOverflow(by: promptsPerStep)
+            let count = overflow ? Benchmark.maxCount : min(Benchmark.maxCount, max(1, n))
+            return try Benchmark.named(b).dataset(split: .train, count: count, seed: opt.seed)
+        }
+        return try PromptDataset(contentsOf: prompts!)
+    }
+
+    /// The evaluation sets of `[eval]`: the `data` file (if any), then each benchmark's eval split.
+    public func evalDatasets() throws -> [PromptDataset] {
+        guard let e = eval else { return [] }
+        return try (e.data.map { [try PromptDataset(contentsOf: $0)] } ?? []) + e.benchmarks.map { try Benchmark.named($0).dataset(split: .eval) }
     }
 
     /// Sequences per step (P × G).

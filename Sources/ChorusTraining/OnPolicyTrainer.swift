@@ -20,8 +20,11 @@ public final class OnPolicyTrainer {
     public let aggregator: any Aggregator
     /// The training prompts (`data.prompts`).
     public let prompts: [PromptRecord]
-    /// The evaluation run every `eval.every` steps (nil without an `[eval]` table).
-    public let evaluator: Evaluator?
+    /// The evaluations run every `eval.every` steps, one per set of `[eval]` (`data`, then each
+    /// of `benchmarks`); empty without an `[eval]` table.
+    public let evaluators: [Evaluator]
+    /// The first evaluation (nil without an `[eval]` table).
+    public var evaluator: Evaluator? { evaluators.first }
     /// The prompts' student token ids (before any control token).
     let promptIds: [[Int]]
     public let loop: OptimizationLoop
@@ -47,10 +50,11 @@ public final class OnPolicyTrainer {
         let tok = try Tokenizer(contentsOf: tokURL)
         tokenizer = tok
         var student = try TransformerModel.load(directory: config.student)
-        prompts = try PromptDataset(contentsOf: config.prompts).records
+        let promptSet = try config.promptDataset()
+        prompts = promptSet.records
         promptIds = prompts.map { tok.encode($0.prompt) }
         for (r, p) in zip(prompts, promptIds) where p.isEmpty {
-            throw DataError.badLine(file: config.prompts.path, line: r.line, reason: "field \"prompt\": encodes to no tokens")
+            throw DataError.badLine(file: promptSet.path, line: r.line, reason: "field \"prompt\": encodes to no tokens")
         }
         // Control-token routing adds one <|teacher-k|> token per teacher to the student.
         var options = AggregatorOptions(boundaries: config.boundaries, softSwitchLogSpace: config.softSwitchLogSpace, seed: config.opt.seed)
@@ -64,21 +68,25 @@ public final class OnPolicyTrainer {
         // Evaluation prompts of a control-token student start with the strongest (last)
         // teacher's token, as DESIGN.md's routing prescribes at evaluation.
         if let e = config.eval {
-            do {
-                evaluator = try Evaluator(
-                    dataset: try PromptDataset(contentsOf: e.data), tokenizer: tokenizer,
-                    options: EvalOptions(k: e.k, problems: e.problems, temperature: e.temperature, topP: e.topP,
-                                         maxTokens: e.maxTokens, seed: config.opt.seed ^ 0xE7A1_5EED),
-                    promptPrefix: options.controlTokenIds?.last.map { [$0] } ?? [])
-            } catch let error as EvalError {
-                // The evaluator speaks in `chorus eval`'s flags; a run file names its keys.
-                if case let .tooFewProblems(path, have, want) = error {
-                    throw ConfigFileError(path, "eval.problems = \(want), but the file holds \(have) problems")
+            let evalPrefix = options.controlTokenIds?.last.map { [$0] } ?? []
+            evaluators = try config.evalDatasets().map { set in
+                do {
+                    return try Evaluator(
+                        dataset: set, tokenizer: tok,
+                        options: EvalOptions(k: e.k, problems: e.problems, temperature: e.temperature, topP: e.topP,
+                                             maxTokens: e.maxTokens, seed: config.opt.seed ^ 0xE7A1_5EED),
+                        promptPrefix: evalPrefix)
+                } catch let error as EvalError {
+                    // The evaluator speaks in `chorus eval`'s flags; a run file names its keys.
+                    if case let .tooFewProblems(path, have, want) = error {
+                        throw ConfigFileError(path, "eval.problems = \(want), but the " + (e.benchmarks.contains(path) ? "benchmark's eval split" : "file")
+                                                    + " holds \(have) problems")
+                    }
+                    throw error
                 }
-                throw error
             }
         } else {
-            evaluator = nil
+            evaluators = []
         }
         pool = try TeacherPool.load(manifest: config.pool, student: StudentSource(
             directory: config.student, liveModel: config.followSelfTeacher ? model : nil))
@@ -102,30 +110,33 @@ public final class OnPolicyTrainer {
     /// Runs the remaining steps; returns the final model directory (nil if stopped early).
     @discardableResult
     public func train() throws -> URL? {
-        if let evaluator, let every = config.eval?.every {
+        if !evaluators.isEmpty, let every = config.eval?.every {
             let steps = loop.options.steps
             let logged = loop.run.evalSteps()
             if let last = logged.last { loop.progressFields = [("eval", String(format: "%.3f", last.meanAtK))] }
             // Step 0 (the initial student) is evaluated once, also when a run killed before its
             // first checkpoint is resumed.
-            if loop.state.step == 0 && !logged.contains(where: { $0.step == 0 }) { try evaluate(evaluator, step: 0) }
+            if loop.state.step == 0 && !logged.contains(where: { $0.step == 0 }) { try evaluate(step: 0) }
             loop.afterStep = { [unowned self] s in
-                if s % every == 0 || s == steps { try self.evaluate(evaluator, step: s) }
+                if s % every == 0 || s == steps { try self.evaluate(step: s) }
             }
         }
         defer { loop.afterStep = nil }
         return try loop.train { state in try self.step(&state) }
     }
 
-    /// Runs the evaluator on the current student and logs `{"step": s, "eval": {NAME: {...}},
-    /// "eval_seconds": t}`. It reads the f32 student and its own seeds only: the run's RNG and
-    /// weights are untouched, so a run with evaluations trains exactly as one without.
-    func evaluate(_ evaluator: Evaluator, step: Int) throws {
+    /// Runs every evaluator on the current student and logs `{"step": s, "eval": {NAME: {...},
+    /// ...}, "eval_seconds": t}`, one entry per set in `[eval]` order. It reads the f32 student
+    /// and its own seeds only: the run's RNG and weights are untouched, so a run with
+    /// evaluations trains exactly as one without. The progress line shows each set's mean@k.
+    func evaluate(step: Int) throws {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let r = try evaluator.run(model: model, stopTokens: stopTokens, workspace: evalWorkspace)
+        let results = try evaluators.map { try $0.run(model: model, stopTokens: stopTokens, workspace: evalWorkspace) }
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        loop.appendRow([("step", .int(step)), ("eval", .raw(r.json)), ("eval_seconds", .double(dt))])
-        loop.progressFields = [("eval", String(format: "%.3f", r.scores.meanAtK))]
+        loop.appendRow([("step", .int(step)), ("eval", .raw(JSONText.object(results.map { ($0.name, $0.summaryJSON) }))),
+                        ("eval_seconds", .double(dt))])
+        loop.progressFields = results.count == 1 ? [("eval", String(format: "%.3f", results[0].scores.meanAtK))]
+            : results.map { ("eval " + $0.name, String(format: "%.3f", $0.scores.meanAtK)) }
     }
 
     /// The prompts of 0-based step `step`: a seeded permutation per epoch, so any step's batch
