@@ -1,4 +1,5 @@
 import ChorusConfig
+import ChorusModel
 import ChorusTasks
 import ChorusTeachers
 import ChorusTokenizer
@@ -127,5 +128,55 @@ final class ScheduleTests: XCTestCase {
         }
         // Hard-switch boundaries are checked against the teacher count.
         XCTAssertThrowsError(try AggregatorFactory.make(name: "hard-switch", teacherCount: 4, options: AggregatorOptions(boundaries: [0.5])))
+    }
+
+    /// Every on-policy recipe trains: copied beside a stand-in ladder of tiny random models
+    /// (teachers/student, teachers/t1..t4, teachers/pool.toml) and run for one small step
+    /// (overrides shrink the batch and the evaluation), writing its step and eval rows.
+    func testEveryRecipeRunsOneStepOnAStandInLadder() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-recipes-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: work) }
+        let teachers = work.appendingPathComponent("teachers")
+        try FileManager.default.createDirectory(at: teachers, withIntermediateDirectories: true)
+        let texts = try Benchmark.all.flatMap { b in try b.problems(split: .train, count: 40, seed: 1).map { $0.prompt + $0.answer } }
+        let tok = try BPETrainer(vocabSize: 300, specialTokens: ["<|endoftext|>"]).train(texts: texts)
+        let eos = try XCTUnwrap(tok.tokenToId("<|endoftext|>"))
+        for (i, name) in ["student", "t1", "t2", "t3", "t4"].enumerated() {
+            let m = TransformerModel(config: ModelConfig(family: .qwen3, vocabSize: tok.vocabSize, hiddenSize: 16, intermediateSize: 32,
+                                                          numLayers: 1, numHeads: 2, numKVHeads: 1, headDim: 8, ropeTheta: 10_000))
+            m.initializeRandom(seed: UInt64(i + 1), std: 0.2)
+            m.setSpecialTokenIds(eos: [eos])
+            let d = teachers.appendingPathComponent(name)
+            try m.save(directory: d)
+            try tok.write(to: d.appendingPathComponent("tokenizer.json"))
+        }
+        try (1...4).map { "[[teacher]]\nname = \"t\($0)\"\npath = \"t\($0)\"\n" }.joined(separator: "\n")
+            .write(to: teachers.appendingPathComponent("pool.toml"), atomically: true, encoding: .utf8)
+        let small = ["train.steps=1", "rollout.prompts_per_step=2", "rollout.group_size=2", "eval.problems=2", "eval.k=1", "train.threads=1"]
+        var ran = 0
+        for (rel, url) in try scheduleFiles() {
+            let text = try String(contentsOf: url, encoding: .utf8)
+            guard try ConfigTable(string: text, file: rel).has("teachers") else { continue }
+            let copy = work.appendingPathComponent(rel)
+            try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try applyOverrides(small, to: text, file: rel).write(to: copy, atomically: true, encoding: .utf8)
+            // A recipe's own pool (schedules/pools/...) travels with it.
+            let pools = url.deletingLastPathComponent().appendingPathComponent("pools")
+            let poolsCopy = copy.deletingLastPathComponent().appendingPathComponent("pools")
+            if FileManager.default.fileExists(atPath: pools.path) && !FileManager.default.fileExists(atPath: poolsCopy.path) {
+                try FileManager.default.copyItem(at: pools, to: poolsCopy)
+            }
+            do {
+                let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: copy))
+                trainer.showProgress = false
+                XCTAssertNotNil(try trainer.train(), rel)
+                let metrics = try String(contentsOf: trainer.loop.run.url.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+                XCTAssertTrue(metrics.contains("\"add3\":{") && metrics.contains("\"step\":1"), "\(rel): \(metrics)")
+                ran += 1
+            } catch {
+                XCTFail("\(rel): \(error)")
+            }
+        }
+        XCTAssertGreaterThanOrEqual(ran, 20)
     }
 }
