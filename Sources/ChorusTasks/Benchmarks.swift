@@ -235,45 +235,61 @@ public struct BenchmarkMixture: Sendable {
     /// benchmark's eval split in order, picked the same way; throws `.evalExhausted` when a
     /// benchmark's eval split runs out.
     public func problems(split: Benchmark.Split, count: Int, seed: UInt64) throws -> [(benchmark: String, problem: Problem)] {
-        if count < 1 || count > Benchmark.maxCount { throw BenchmarkError.badCount(count: count, limit: Benchmark.maxCount) }
-        let active = components.filter { $0.weight > 0 }
-        let total = active.reduce(0) { $0 + $1.weight }
-        var picker = ChorusRNG(seed: seed)
-        var streams = active.map { $0.benchmark.trainStream(seed: seed) }
-        let evalSets = split == .eval ? active.map { $0.benchmark.evalProblems } : []
-        var used = [Int](repeating: 0, count: active.count)
         var out: [(benchmark: String, problem: Problem)] = []
-        out.reserveCapacity(count)
+        out.reserveCapacity(min(count, 1 << 20))
+        try forEach(split: split, count: count, seed: seed) { i, p in out.append((components[i].benchmark.name, p)) }
+        return out
+    }
+
+    /// The problems of `problems(split:count:seed:)` handed one by one to `body` with the index
+    /// of their component, without collecting them (what a large file is written from).
+    public func forEach(split: Benchmark.Split, count: Int, seed: UInt64, _ body: (Int, Problem) throws -> Void) throws {
+        if count < 1 || count > Benchmark.maxCount { throw BenchmarkError.badCount(count: count, limit: Benchmark.maxCount) }
+        let active = components.indices.filter { components[$0].weight > 0 }
+        let total = active.reduce(0) { $0 + components[$1].weight }
+        var picker = ChorusRNG(seed: seed)
+        var streams = split == .train ? active.map { components[$0].benchmark.trainStream(seed: seed) } : []
+        let evalSets = split == .eval ? active.map { components[$0].benchmark.evalProblems } : []
+        var used = [Int](repeating: 0, count: active.count)
         for _ in 0..<count {
-            var i = active.count - 1
+            var a = active.count - 1
             if active.count > 1 {
                 var u = picker.uniformDouble() * total
                 for (j, c) in active.enumerated() {
-                    if u < c.weight { i = j; break }
-                    u -= c.weight
+                    if u < components[c].weight { a = j; break }
+                    u -= components[c].weight
                 }
             }
-            let b = active[i].benchmark
             switch split {
             case .train:
-                out.append((b.name, streams[i].next()!))
+                try body(active[a], streams[a].next()!)
             case .eval:
-                if used[i] == evalSets[i].count {
-                    throw BenchmarkError.evalExhausted(name: b.name, size: evalSets[i].count, want: used[i] + 1)
+                if used[a] == evalSets[a].count {
+                    throw BenchmarkError.evalExhausted(name: components[active[a]].benchmark.name, size: evalSets[a].count, want: used[a] + 1)
                 }
-                out.append((b.name, evalSets[i][used[i]]))
+                try body(active[a], evalSets[a][used[a]])
             }
-            used[i] += 1
+            used[a] += 1
         }
-        return out
     }
 
     /// The problems as JSONL bytes, one `{"prompt":P,"completion":A,"answer":A}` line each: a
     /// file `chorus sft` trains on (completion) and `chorus eval` / `chorus train` read (answer).
     public func jsonl(split: Benchmark.Split, count: Int, seed: UInt64) throws -> [UInt8] {
-        var text = ""
-        for (_, p) in try problems(split: split, count: count, seed: seed) { text += Self.line(p) }
-        return Array(text.utf8)
+        try jsonlCounted(split: split, count: count, seed: seed).bytes
+    }
+
+    /// The JSONL bytes and how many problems each component gave (in component order).
+    func jsonlCounted(split: Benchmark.Split, count: Int, seed: UInt64) throws -> (bytes: [UInt8], counts: [Int]) {
+        var bytes: [UInt8] = [], counts = [Int](repeating: 0, count: components.count)
+        bytes.reserveCapacity(min(count, 1 << 20) * 48)
+        try forEach(split: split, count: count, seed: seed) { i, p in
+            counts[i] += 1
+            let a = JSONText.string(p.answer)
+            bytes += JSONText.object([("prompt", JSONText.string(p.prompt)), ("completion", a), ("answer", a)]).utf8
+            bytes.append(0x0A)
+        }
+        return (bytes, counts)
     }
 }
 
@@ -292,17 +308,9 @@ extension BenchmarkMixture {
         if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
             throw FileWriteError(file: url.path, detail: "directory \(dir) does not exist")
         }
-        let tagged = try problems(split: split, count: count, seed: seed)
-        var text = ""
-        for (_, p) in tagged { text += Self.line(p) }
-        try AtomicFile.write(Array(text.utf8), to: url)
-        return components.map { c in (c.benchmark.name, tagged.lazy.filter { $0.benchmark == c.benchmark.name }.count) }
-    }
-
-    /// One JSONL line (newline included): `{"prompt":P,"completion":A,"answer":A}`.
-    static func line(_ p: Problem) -> String {
-        let a = JSONText.string(p.answer)
-        return JSONText.object([("prompt", JSONText.string(p.prompt)), ("completion", a), ("answer", a)]) + "\n"
+        let (bytes, counts) = try jsonlCounted(split: split, count: count, seed: seed)
+        try AtomicFile.write(bytes, to: url)
+        return zip(components, counts).map { ($0.benchmark.name, $1) }
     }
 }
 
