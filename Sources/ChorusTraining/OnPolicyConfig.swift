@@ -13,8 +13,8 @@ import Foundation
 ///                   cache = "DIR", boundaries = [..] (hard switch), soft_switch_log_space = false
 ///     [data]        prompts = "file.jsonl" ({"prompt": ..., "answer": ..., other string fields}),
 ///                   or benchmark = "add3" (a built-in benchmark's train split, drawn with
-///                   train.seed: train.steps × prompts_per_step problems, none of its eval
-///                   split; see `chorus tasks list`) — exactly one of the two;
+///                   train.seed: train.steps × prompts_per_step problems (at most 10⁶), none
+///                   of its eval split; see `chorus tasks list`) — exactly one of the two;
 ///                   epochs = N (instead of train.steps; prompts files only)
 ///     [rollout]     group_size = 4, prompts_per_step = 8, temperature = 1.0, top_p = 1.0,
 ///                   max_tokens = 64, precision = "f32" | "bf16" | "f16"
@@ -203,13 +203,17 @@ public struct OnPolicyConfig {
         try root.finish()
     }
 
+    /// Most problems drawn for `data.benchmark`; a longer run visits them again in a new
+    /// seeded order each epoch (a pool this size never limits a CPU run's variety).
+    public static let maxBenchmarkPrompts = 1_000_000
+
     /// The training prompts: the `data.prompts` file, or the first `train.steps ×
-    /// prompts_per_step` problems (at most `Benchmark.maxCount`) of `data.benchmark`'s train
+    /// prompts_per_step` problems (at most `maxBenchmarkPrompts`) of `data.benchmark`'s train
     /// split drawn with `train.seed`, a dataset named after the benchmark.
     public func promptDataset() throws -> PromptDataset {
         if let b = benchmark {
             let (n, overflow) = opt.steps.multipliedReportingOverflow(by: promptsPerStep)
-            let count = overflow ? Benchmark.maxCount : min(Benchmark.maxCount, max(1, n))
+            let count = overflow ? Self.maxBenchmarkPrompts : min(Self.maxBenchmarkPrompts, max(1, n))
             return try Benchmark.named(b).dataset(split: .train, count: count, seed: opt.seed)
         }
         return try PromptDataset(contentsOf: prompts!)

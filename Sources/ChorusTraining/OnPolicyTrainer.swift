@@ -18,7 +18,7 @@ public final class OnPolicyTrainer {
     public let tokenizer: Tokenizer
     public let pool: TeacherPool
     public let aggregator: any Aggregator
-    /// The training prompts (`data.prompts`).
+    /// The training prompts (`data.prompts`, or `data.benchmark`'s train split).
     public let prompts: [PromptRecord]
     /// The evaluations run every `eval.every` steps, one per set of `[eval]` (`data`, then each
     /// of `benchmarks`); empty without an `[eval]` table.

@@ -37,7 +37,7 @@ struct TasksGenerate: ParsableCommand {
         discussion: """
         Each --benchmark NAME[:WEIGHT] adds a benchmark (weight 1 by default); problems are \
         drawn from them in proportion to the weights, interleaved by a generator seeded with \
-        --seed. The train split is an endless stream from --seed that never repeats a prompt \
+        --seed. The train split is an endless stream from --seed that never yields a prompt \
         of the eval split; the eval split is each benchmark's fixed set (--seed then only \
         interleaves). completion = answer, so the file is `chorus sft` data ([data] train) as \
         well as `chorus eval --data` / `chorus train` prompts. The file is written atomically. \
