@@ -1,21 +1,25 @@
 import ChorusCore
+import ChorusConfig
 import ChorusModel
+import ChorusTokenizer
 import Foundation
 
 extension PoolManifest {
-    /// The tokenizer.json that turns text into the pool's token ids (`chorus score --text`):
-    /// the student's (`studentDirectory`, else the manifest's `student`), since the student
-    /// writes the sequences a pool scores and is the one whose vocabulary may carry control
-    /// tokens; without a student, the first teacher that has a local tokenizer (a checkpoint
-    /// or self-teacher directory, or a remote teacher's `tokenizer` file). The pool's
-    /// vocabulary check makes all of them agree id by id. Nil when the pool names no model.
-    public func textTokenizer(studentDirectory: URL? = nil) -> URL? {
-        if let s = studentDirectory ?? student { return s.appendingPathComponent("tokenizer.json") }
+    /// The tokenizer that turns text into the pool's token ids (`chorus score --text`): the
+    /// student's tokenizer.json (`studentDirectory`, else the manifest's `student`), since the
+    /// student writes the sequences a pool scores and is the one whose vocabulary may carry
+    /// control tokens; without a student, the first teacher's (a checkpoint or self-teacher
+    /// directory's tokenizer.json, or a remote teacher's `tokenizer` file). The pool's
+    /// vocabulary check makes all of them agree id by id. A directory without tokenizer.json
+    /// is `CheckpointError.missingTokenizer` naming it; a pool naming no model, a
+    /// `ConfigFileError` naming the manifest.
+    public func loadTextTokenizer(studentDirectory: URL? = nil) throws -> Tokenizer {
+        if let s = studentDirectory ?? student { return try CheckpointTokenizer.load(directory: s) }
         for t in teachers {
-            if let p = t.path { return p.appendingPathComponent("tokenizer.json") }
-            if let r = t.remote { return r.tokenizer }
+            if let p = t.path { return try CheckpointTokenizer.load(directory: p) }
+            if let r = t.remote { return try Tokenizer(contentsOf: r.tokenizer) }
         }
-        return nil
+        throw ConfigFileError(file.path, "the pool names no student or teacher model whose tokenizer could encode text")
     }
 }
 

@@ -3,7 +3,6 @@ import ChorusCore
 import ChorusModel
 import ChorusTeachers
 import ChorusTensor
-import ChorusTokenizer
 import Foundation
 
 /// `chorus score`: teacher log-probs and the aggregated reference of one token sequence.
@@ -64,12 +63,7 @@ struct Score: ParsableCommand {
         workers.configure()
         let studentDirectory = student.map { URL(fileURLWithPath: $0).standardizedFileURL }
         let (ids, tok) = try input.resolve {
-            let manifest = try PoolManifest.load(contentsOf: URL(fileURLWithPath: pool))
-            guard let file = manifest.textTokenizer(studentDirectory: studentDirectory) else {
-                throw CLIError("\(pool): the pool names no model whose tokenizer.json could encode --text")
-            }
-            let dir = file.deletingLastPathComponent()
-            return file.lastPathComponent == "tokenizer.json" ? try CheckpointTokenizer.load(directory: dir) : try Tokenizer(contentsOf: file)
+            try PoolManifest.load(contentsOf: URL(fileURLWithPath: pool)).loadTextTokenizer(studentDirectory: studentDirectory)
         }
         if !AggregatorFactory.names.contains(aggregator) { throw CLIError("\(AggregatorError.unknownName(aggregator))") }
         if !(progress >= 0 && progress <= 1) { throw CLIError("--progress \(progress) is outside [0, 1]") }
