@@ -1,13 +1,17 @@
-# Chorus — the two commands: `make demo` and `make test` (plus `make bench`).
+# Chorus — the two commands: `make demo` and `make test` (plus `make bench`, `make install`).
 # Each first installs what is missing (system libraries via apt, only when absent), then builds.
 
 SWIFT      ?= swift
 CONFIG     ?= release
 BUILD_FLAGS = -c $(CONFIG)
+# Release builds carry the git revision (chorus --version, run.json): scripts/build-revision.sh
+# writes it into a generated source that only this flag compiles in (Sources/ChorusCore/Version.swift).
+REVISION_FLAGS = -Xswiftc -DCHORUS_BUILD_REVISION
+PREFIX     ?= /usr/local
 BIN         = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)/chorus
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps build serve test demo bench clean
+.PHONY: deps build revision serve install test demo bench clean
 
 ## Install system packages (OpenBLAS, zstd, pkg-config) only when they are missing.
 deps:
@@ -22,14 +26,28 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+## The git revision baked into the build (rewrites the generated source only when it changes).
+revision:
+	@echo "revision: $$(bash scripts/build-revision.sh)"
+
 ## Release build of the chorus tool.
-build: deps
-	$(SWIFT) build $(BUILD_FLAGS) --product chorus
+build: deps revision
+	$(SWIFT) build $(BUILD_FLAGS) $(REVISION_FLAGS) --product chorus
 
 ## `chorus serve`: the release build of chorus and of its HTTP server chorus-serve (swift-nio),
 ## kept out of `build` so that make demo does not compile swift-nio (docs/remote-teachers.md).
 serve: build
-	$(SWIFT) build $(BUILD_FLAGS) --product chorus-serve
+	$(SWIFT) build $(BUILD_FLAGS) $(REVISION_FLAGS) --product chorus-serve
+
+## Install the release binary into $(PREFIX)/bin (default /usr/local; DESTDIR is honoured), with
+## chorus-serve beside it when it was built (`make serve install`).
+install: build
+	install -d "$(DESTDIR)$(PREFIX)/bin"
+	install -m 755 "$(BIN)" "$(DESTDIR)$(PREFIX)/bin/chorus"
+	@if [ -x "$(dir $(BIN))chorus-serve" ]; then \
+	  install -m 755 "$(dir $(BIN))chorus-serve" "$(DESTDIR)$(PREFIX)/bin/chorus-serve"; \
+	  echo "installed $(DESTDIR)$(PREFIX)/bin/chorus and chorus-serve"; \
+	else echo "installed $(DESTDIR)$(PREFIX)/bin/chorus (run make serve install to add chorus-serve)"; fi
 
 ## The test suite (debug build of the tests; numeric kernels are fast enough at test sizes).
 test: deps

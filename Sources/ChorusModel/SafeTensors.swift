@@ -39,6 +39,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case badIndex(file: String, detail: String)
     case nonFinite(file: String, tensor: String, index: Int, value: Float)
     case unreadable(path: String, problem: String)
+    /// The model directory has no tokenizer.json (needed to encode or decode text).
+    case missingTokenizer(directory: String)
 
     public var description: String {
         switch self {
@@ -53,6 +55,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case let .badIndex(f, d): return "\(f): invalid sharded checkpoint index: \(d)"
         case let .nonFinite(f, t, i, v): return "\(f): tensor '\(t)': element \(i) is \(v) (weights must be finite numbers)"
         case let .unreadable(p, why): return "\(p): \(why)"
+        case let .missingTokenizer(d):
+            return "\(d): no tokenizer.json in the model directory (needed to encode and decode text; copy the checkpoint's tokenizer.json there)"
         }
     }
 }

@@ -29,7 +29,6 @@ extension TeacherPool {
         }
         let studentDir = student?.directory ?? m.student
         if let s = studentDir, !isDir(s) { throw PoolError.modelNotFound(file: file, field: student == nil ? "student" : "--student", path: s.path) }
-        var members: [VocabularyCheck.Member] = []
         for (i, t) in m.teachers.enumerated() {
             if let p = t.path {
                 if !isDir(p) { throw PoolError.modelNotFound(file: file, field: "teacher[\(i)].path ('\(t.name)')", path: p.path) }
@@ -41,25 +40,7 @@ extension TeacherPool {
                 throw PoolError.noStudent(file: file, teacher: t.name)
             }
         }
-        if let s = studentDir {
-            let cfg = try ModelConfig(contentsOf: s.appendingPathComponent("config.json"))
-            members.append(.init(directory: s, vocabSize: cfg.vocabSize, isStudent: true))
-        }
-        var remoteVocabularySize: [String: Int] = [:]
-        for t in m.teachers {
-            if let r = t.remote {
-                let v = try RemoteTeacher.vocabularySize(r)
-                remoteVocabularySize[t.name] = v
-                members.append(.init(directory: r.tokenizer.deletingLastPathComponent(), vocabSize: v, isStudent: false,
-                                     tokenizerFile: r.tokenizer))
-                continue
-            }
-            guard let p = t.path else { continue }
-            let cfg = try ModelConfig(contentsOf: p.appendingPathComponent("config.json"))
-            members.append(.init(directory: p, vocabSize: cfg.vocabSize, isStudent: false))
-        }
-        // Teachers first so the teachers' V is the reference; the student may add control rows.
-        members.sort { !$0.isStudent && $1.isStudent }
+        let (members, remoteVocabularySize) = try vocabularyMembers(m, studentDirectory: studentDir)
         try VocabularyCheck.check(members)
 
         var teachers: [any Teacher] = []
@@ -90,5 +71,32 @@ extension TeacherPool {
         let given = m.teachers.contains { $0.weightGiven }
         return try TeacherPool(teachers: teachers, weights: given ? m.teachers.map(\.weight) : nil, manifest: m,
                                studentVocabulary: sv, studentVocabularySize: svSize)
+    }
+
+    /// The models whose vocabularies must agree (`VocabularyCheck`), teachers first so the
+    /// teachers' V is the reference (the student may add control rows), and the V of each
+    /// remote teacher by name (read from the manifest or local files; no server is contacted).
+    static func vocabularyMembers(_ m: PoolManifest, studentDirectory studentDir: URL?) throws
+        -> ([VocabularyCheck.Member], [String: Int]) {
+        var members: [VocabularyCheck.Member] = []
+        if let s = studentDir {
+            let cfg = try ModelConfig(contentsOf: s.appendingPathComponent("config.json"))
+            members.append(.init(directory: s, vocabSize: cfg.vocabSize, isStudent: true))
+        }
+        var remoteVocabularySize: [String: Int] = [:]
+        for t in m.teachers {
+            if let r = t.remote {
+                let v = try RemoteTeacher.vocabularySize(r)
+                remoteVocabularySize[t.name] = v
+                members.append(.init(directory: r.tokenizer.deletingLastPathComponent(), vocabSize: v, isStudent: false,
+                                     tokenizerFile: r.tokenizer))
+                continue
+            }
+            guard let p = t.path else { continue }
+            let cfg = try ModelConfig(contentsOf: p.appendingPathComponent("config.json"))
+            members.append(.init(directory: p, vocabSize: cfg.vocabSize, isStudent: false))
+        }
+        members.sort { !$0.isStudent && $1.isStudent }
+        return (members, remoteVocabularySize)
     }
 }

@@ -165,6 +165,11 @@ public final class Tokenizer: @unchecked Sendable {
         addedTokens.filter(\.special).map(\.id).sorted()
     }
 
+    /// The added tokens (tokenizer.json `added_tokens`, plus any added since loading), by id.
+    public var addedTokenEntries: [AddedTokenEntry] {
+        addedTokens.map { AddedTokenEntry(id: $0.id, content: $0.content, special: $0.special) }.sorted { $0.id < $1.id }
+    }
+
     // MARK: Encoding
 
     /// Encodes `text` like HF `Tokenizer.encode(text).ids` with `add_special_tokens=True`:
@@ -301,5 +306,20 @@ public final class Tokenizer: @unchecked Sendable {
         } catch {
             throw TokenizerError.unwritableFile(path: url.path, reason: Self.shortReason(error))
         }
+    }
+}
+
+/// One entry of a tokenizer's added tokens, as `chorus info` lists them.
+public struct AddedTokenEntry: Sendable, Equatable {
+    /// The token id.
+    public let id: Int
+    /// The token text, e.g. `<|im_end|>`.
+    public let content: String
+    /// Whether it is a special token (skipped by `decode(_:skipSpecialTokens: true)`).
+    public let special: Bool
+    public init(id: Int, content: String, special: Bool) {
+        self.id = id
+        self.content = content
+        self.special = special
     }
 }

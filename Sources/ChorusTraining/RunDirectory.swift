@@ -47,7 +47,8 @@ public struct TrainerState: Codable, Equatable {
 /// A run directory:
 ///
 ///     run.toml              the run file as given (the record of config and seed)
-///     run.json              resolved settings, seed, threads, start time
+///     run.json              resolved settings, seed, threads, start time, and the Chorus
+///                           version that made the run (`chorus_version`, as --version prints it)
 ///     metrics.jsonl         one JSON object per logged step
 ///     checkpoints/step-N/   config.json, model.safetensors, tokenizer.json (an HF model
 ///                           directory) + optimizer.safetensors (AdamW m, v) + state.json
@@ -119,7 +120,8 @@ public final class RunDirectory {
         }
     }
 
-    /// Records the run file (or checks it is unchanged when resuming).
+    /// Records the run file (or checks it is unchanged when resuming). run.json holds
+    /// `settings` plus `chorus_version` (`ChorusVersion.string`, what `chorus --version` prints).
     public func recordConfig(text: String, settings: [String: Any], resuming: Bool) throws {
         let toml = url.appendingPathComponent("run.toml")
         if resuming {
@@ -128,7 +130,9 @@ public final class RunDirectory {
             return
         }
         try AtomicFile.write(Data(text.utf8), to: toml)
-        let json = try JSONSerialization.data(withJSONObject: settings, options: [.prettyPrinted, .sortedKeys])
+        var recorded = settings
+        recorded["chorus_version"] = ChorusVersion.string
+        let json = try JSONSerialization.data(withJSONObject: recorded, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(json, to: url.appendingPathComponent("run.json"))
     }
 

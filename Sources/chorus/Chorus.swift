@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChorusCore
 import Foundation
 
 /// The `chorus` command-line tool.
@@ -7,6 +8,7 @@ struct Chorus: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chorus",
         abstract: "Multi-teacher on-policy distillation for language models.",
+        version: ChorusVersion.string,
         subcommands: [
             Logprobs.self,
             Sample.self,
@@ -22,6 +24,7 @@ struct Chorus: ParsableCommand {
             CacheCommand.self,
             Score.self,
             Serve.self,
+            Info.self,
         ])
 
     /// ArgumentParser's `main`, with four additions: the environment is checked first

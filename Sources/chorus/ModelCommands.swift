@@ -2,6 +2,7 @@ import ArgumentParser
 import ChorusCore
 import ChorusModel
 import ChorusTensor
+import ChorusTokenizer
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -23,12 +24,16 @@ struct ModelOptions: ParsableArguments {
 /// `chorus logprobs`: per-position log-probs, entropies and top-k of a token sequence.
 struct Logprobs: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Score a token sequence: log p(token_i | tokens_<i), entropy and top-k per position (JSON).")
+        abstract: "Score a token sequence: log p(token_i | tokens_<i), entropy and top-k per position (JSON).",
+        discussion: """
+        The sequence is --tokens, or --text / --text-file encoded with the model's tokenizer.json; \
+        text input adds "text" (the decoded sequence), "token_strings" (each token's text, \
+        aligned with "tokens") and "top_strings" (the top-k tokens' texts) to the output.
+        """)
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Comma-separated token ids, e.g. 5,17,3.")
-    var tokens: String
+    @OptionGroup var input: SequenceInput
 
     @Option(name: .customLong("top-k"), help: "How many most likely tokens to list per position.")
     var topK: Int = 5
@@ -38,7 +43,7 @@ struct Logprobs: ParsableCommand {
     }
 
     func run() throws {
-        let ids = try parseTokenList(tokens)
+        let (ids, tok) = try input.resolve { try CheckpointTokenizer.load(directory: URL(fileURLWithPath: options.model)) }
         let model = try options.load()
         try MemoryCheck.scoring(model.config, tokens: ids.count, longest: ids.count, topK: min(topK, model.config.vocabSize))
         let scores = try model.scoreSequence(ids, topK: topK)
@@ -48,29 +53,40 @@ struct Logprobs: ParsableCommand {
             guard let s else { return "null" }
             return JSONText.array(zip(s.topIds, s.topLogprobs).map { "[\($0.0),\(JSONText.number($0.1))]" })
         }
-        emit(JSONText.object([
+        var fields = [
             ("tokens", JSONText.array(ids.map(String.init))),
             ("logprobs", JSONText.array(lps)),
             ("entropy", JSONText.array(ents)),
             ("top", JSONText.array(tops)),
-        ]))
+        ]
+        if let tok {
+            fields += [
+                ("text", JSONText.string(TextOutput.text(ids, tok))),
+                ("token_strings", TextOutput.tokenStrings(ids, tok)),
+                ("top_strings", JSONText.array(scores.map { $0.map { TextOutput.tokenStrings($0.topIds.map(Int.init), tok) } ?? "null" })),
+            ]
+        }
+        emit(JSONText.object(fields))
     }
 }
 
 /// `chorus sample`: continue a prompt with the KV-cache sampler.
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Sample a continuation of a token prompt (JSON: all tokens and the sampled tokens' log-probs).",
+        abstract: "Sample a continuation of a prompt (JSON: all tokens and the sampled tokens' log-probs).",
         discussion: """
         Log-probs are under the model itself (temperature 1, no top-k/top-p), so they equal what \
         `chorus logprobs` reports for the same tokens. Sampling stops after --max-tokens or at an \
-        end-of-sequence id from config.json (unless --ignore-eos). Temperature 0 is greedy.
+        end-of-sequence id from config.json (unless --ignore-eos). Temperature 0 is greedy. \
+        The prompt is --tokens, or --text / --text-file encoded with the model's tokenizer.json; \
+        text input adds "text" (the decoded completion, special tokens such as the final eos \
+        included), "full_text" (prompt and completion) and "token_strings" (each token's text, \
+        aligned with "tokens") to the output.
         """)
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Comma-separated prompt token ids.")
-    var tokens: String
+    @OptionGroup var input: SequenceInput
 
     @Option(name: .customLong("max-tokens"), help: "Maximum number of tokens to sample.")
     var maxTokens: Int
@@ -96,17 +112,25 @@ struct Sample: ParsableCommand {
     }
 
     func run() throws {
-        let prompt = try parseTokenList(tokens)
+        let (prompt, tok) = try input.resolve { try CheckpointTokenizer.load(directory: URL(fileURLWithPath: options.model)) }
         let model = try options.load()
         try model.checkTokens(prompt)
         let stops = ignoreEOS ? [] : Set(model.config.eosTokenIds)
         let g = try model.generate(prompts: [prompt], maxTokens: maxTokens,
                                    params: SamplingParameters(temperature: temperature, topP: topP, topK: topK),
                                    seeds: [seed], stopTokens: stops)[0]
-        emit(JSONText.object([
+        var fields = [
             ("tokens", JSONText.array(g.tokens.map(String.init))),
             ("logprobs", JSONText.array(g.logprobs.map(JSONText.number))),
-        ]))
+        ]
+        if let tok {
+            fields += [
+                ("text", JSONText.string(TextOutput.text(Array(g.tokens.dropFirst(prompt.count)), tok))),
+                ("full_text", JSONText.string(TextOutput.text(g.tokens, tok))),
+                ("token_strings", TextOutput.tokenStrings(g.tokens, tok)),
+            ]
+        }
+        emit(JSONText.object(fields))
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChorusCore
 import ChorusModel
 import ChorusTeachers
 import ChorusTensor
@@ -13,7 +14,12 @@ struct Score: ParsableCommand {
         "reference_entropy":[...], "weights":{NAME:w}} where lp is log p(tokens[i] | tokens[<i]). \
         tokens[0..<L] is the prompt (L = --prompt-length, default 1), the rest the response. \
         Aggregators: \(AggregatorFactory.names.joined(separator: ", ")). Every teacher is scored \
-        (weights of 0 included) so all per-teacher log-probs are listed.
+        (weights of 0 included) so all per-teacher log-probs are listed. \
+        The sequence is --tokens, or --text / --text-file encoded with the pool's tokenizer: the \
+        student's tokenizer.json (--student, else the manifest's student), or without a student \
+        the first teacher's (the pool's vocabulary check makes them agree); --prompt-length \
+        still counts tokens. Text input adds "text" (the decoded response, positions L..n-1), \
+        "full_text" and "token_strings" (each scored token's text, aligned with "positions").
         """)
 
     @Option(help: "Teacher pool manifest (TOML).")
@@ -34,8 +40,7 @@ struct Score: ParsableCommand {
     @Option(help: "Score cache directory (consulted before scoring, filled after).")
     var cache: String?
 
-    @Option(help: "Comma-separated token ids, e.g. 5,17,3.")
-    var tokens: String
+    @OptionGroup var input: SequenceInput
 
     @Option(help: "Student model directory (overrides the manifest's `student`; self-teachers without a path use it).")
     var student: String?
@@ -56,7 +61,10 @@ struct Score: ParsableCommand {
 
     func run() throws {
         workers.configure()
-        let ids = try parseTokenList(tokens)
+        let studentDirectory = student.map { URL(fileURLWithPath: $0).standardizedFileURL }
+        let (ids, tok) = try input.resolve {
+            try PoolManifest.load(contentsOf: URL(fileURLWithPath: pool)).loadTextTokenizer(studentDirectory: studentDirectory)
+        }
         if !AggregatorFactory.names.contains(aggregator) { throw CLIError("\(AggregatorError.unknownName(aggregator))") }
         if !(progress >= 0 && progress <= 1) { throw CLIError("--progress \(progress) is outside [0, 1]") }
         if promptLength < 1 || promptLength >= ids.count {
@@ -75,7 +83,7 @@ struct Score: ParsableCommand {
             }
         }
         let poolURL = URL(fileURLWithPath: pool)
-        let studentSource = student.map { StudentSource(directory: URL(fileURLWithPath: $0).standardizedFileURL) }
+        let studentSource = studentDirectory.map { StudentSource(directory: $0) }
         let p = try TeacherPool.load(manifest: poolURL, student: studentSource)
         if let dir = cache { p.store = try ScoreCacheStore(directory: URL(fileURLWithPath: dir)) }
         let agg = try p.makeAggregator(name: aggregator, options: opts)
@@ -94,7 +102,7 @@ struct Score: ParsableCommand {
 
         let names = p.names
         let num: (Float) -> String = JSONText.number
-        emit(JSONText.object([
+        var fields = [
             ("positions", JSONText.array((promptLength..<ids.count).map(String.init))),
             ("teachers", JSONText.object(names.indices.map { k in
                 (names[k], JSONText.array((r.teacherLogprobs[k] ?? []).map(num)))
@@ -102,6 +110,14 @@ struct Score: ParsableCommand {
             ("reference", JSONText.array(r.logprobs.map(num))),
             ("reference_entropy", JSONText.array(r.entropy.map(num))),
             ("weights", JSONText.object(names.indices.map { (names[$0], JSONText.number(Float(r.weights[$0]))) })),
-        ]))
+        ]
+        if let tok {
+            fields += [
+                ("text", JSONText.string(TextOutput.text(response, tok))),
+                ("full_text", JSONText.string(TextOutput.text(ids, tok))),
+                ("token_strings", TextOutput.tokenStrings(response, tok)),
+            ]
+        }
+        emit(JSONText.object(fields))
     }
 }

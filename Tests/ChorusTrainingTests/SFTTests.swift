@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusModel
 import ChorusTensor
 import ChorusTokenizer
@@ -74,6 +75,10 @@ final class SFTTests: XCTestCase {
         XCTAssertEqual(m.parameters.array, trainer.model.parameters.array)
         XCTAssertNoThrow(try Tokenizer(contentsOf: final.appendingPathComponent("tokenizer.json")))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/run.toml").path))
+        // run.json records the Chorus version that made the run, as `chorus --version` prints it.
+        let runJSON = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("out/run.json"))) as? [String: Any])
+        XCTAssertEqual(runJSON["chorus_version"] as? String, ChorusVersion.string)
+        XCTAssertTrue(ChorusVersion.string.hasPrefix(ChorusVersion.package + " (revision "), ChorusVersion.string)
         // Starting again over an existing run is refused.
         XCTAssertThrowsError(try SFTTrainer(config: try SFTConfig(contentsOf: runFile))) { e in
             XCTAssertTrue("\(e)".contains("--resume"), "\(e)")
