@@ -114,19 +114,10 @@ final class VocabularyTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let small = try writeModel(dir.appendingPathComponent("small"), seed: 1)
         let student = try writeModel(dir.appendingPathComponent("student"), seed: 4)
-        let f = dir.appendingPathComponent("pool.toml")
-        try """
-        student = "student"
-        [[teacher]]
-        name = "small"
-        path = "small"
-        weight = 1
-        [[teacher]]
-        name = "self"
-        kind = "self"
-        weight = 3
-        privileged = "Answer {answer}: {prompt}"
-        """.write(to: f, atomically: true, encoding: .utf8)
+        let f = try writePoolManifest(dir.appendingPathComponent("pool.toml"), student: "student", teachers: [
+            ["name": "small", "path": "small", "weight": 1],
+            ["name": "self", "kind": "self", "weight": 3, "privileged": "Answer {answer}: {prompt}"],
+        ])
         let enc = CharEncoder(vocab: 64)
         let pool = try TeacherPool.load(manifest: f, encoderLoader: { _ in enc })
         XCTAssertEqual(pool.weights, [0.25, 0.75])
