@@ -58,10 +58,10 @@ let package = Package(
 
         // Helpers shared by the test targets (temporary directories, running `chorus`).
         .target(name: "ChorusTestSupport", path: "Tests/ChorusTestSupport"),
-        .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore"]),
+        .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
         .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ChorusTokenizerTests", dependencies: ["ChorusTokenizer", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusCacheTests", dependencies: ["ChorusCache", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTasksTests", dependencies: ["ChorusTasks", "ChorusModel", "ChorusTokenizer", "ChorusCore", "ChorusTestSupport"]),

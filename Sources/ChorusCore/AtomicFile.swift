@@ -3,43 +3,35 @@ import Foundation
 import Glibc
 #endif
 
-/// A file that could not be written; names the file.
-public struct FileWriteError: Error, CustomStringConvertible, Equatable {
-    public let file: String
-    public let detail: String
-    public init(file: String, detail: String) {
-        self.file = file
-        self.detail = detail
-    }
-    public var description: String { "\(file): write failed: \(detail)" }
-}
-
 /// Crash-safe file replacement: write a temporary sibling, fsync it, rename over the target,
 /// fsync the directory. A reader sees the old file or the complete new one, never a torn one.
+/// Failures throw `InputFileError` naming the target and the step ("write failed: fsync: …").
 public enum AtomicFile {
     /// Atomically replaces `url` with `data` (Data, [UInt8] or any contiguous bytes).
     public static func write<Bytes: ContiguousBytes>(_ data: Bytes, to url: URL) throws {
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        func failed(_ detail: String) -> FileWriteError { FileWriteError(file: url.path, detail: detail) }
+        // "PATH: write failed: STEP: the errno in words", the shape of every `InputFileError`.
+        func failed(_ step: String) -> InputFileError { InputFileError(path: url.path, errno: errno, context: "write failed: \(step)") }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if fd < 0 { throw failed("cannot create \(tmp) (errno \(errno))") }
+        if fd < 0 { throw failed("cannot create \(tmp)") }
         var ok = false
         defer { if !ok { close(fd); unlink(tmp) } }
         try data.withUnsafeBytes { buf in
             var off = 0
             while off < buf.count {
                 let w = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
-                if w <= 0 { throw failed("write error (errno \(errno))") }
+                if w <= 0 { throw failed("write error") }
                 off += w
             }
         }
-        if fsync(fd) != 0 { throw failed("fsync failed") }
+        if fsync(fd) != 0 { throw failed("fsync") }
         close(fd)
         ok = true
         if rename(tmp, url.path) != 0 {
+            let error = failed("rename")   // before unlink can change errno
             unlink(tmp)
-            throw failed("rename failed (errno \(errno))")
+            throw error
         }
         let dfd = open(dir, O_RDONLY)
         if dfd >= 0 { fsync(dfd); close(dfd) }

@@ -3,8 +3,9 @@ import Foundation
 import Glibc
 #endif
 
-/// A file that Chorus was asked to read and cannot: one line naming the path and the real cause
-/// (no such file, permission denied, a directory or FIFO where a file belongs, not UTF-8 text).
+/// A file that Chorus was asked to read (or write) and cannot: one line naming the path and the
+/// real cause (no such file, permission denied, a directory or FIFO where a file belongs, not
+/// UTF-8 text, a failed write). The one file-error type of `InputFile` and `AtomicFile`.
 public struct InputFileError: Error, CustomStringConvertible, Equatable {
     /// The path as given.
     public let path: String
@@ -14,6 +15,14 @@ public struct InputFileError: Error, CustomStringConvertible, Equatable {
         self.path = path
         self.problem = problem
     }
+
+    /// The error of a failed system call on `path`: `errno` in words (`InputFile.problem`),
+    /// after `context` when given ("cannot create a directory: permission denied").
+    public init(path: String, errno e: Int32, context: String? = nil) {
+        let words = InputFile.problem(errno: e)
+        self.init(path: path, problem: context.map { "\($0): \(words)" } ?? words)
+    }
+
     public var description: String { "\(path): \(problem)" }
 }
 
@@ -54,7 +63,7 @@ public enum InputFile {
     /// Throws unless `path` names a regular file (after following symbolic links).
     public static func checkRegularFile(_ path: String) throws {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw InputFileError(path: path, problem: problem(errno: errno)) }
+        guard stat(path, &st) == 0 else { throw InputFileError(path: path, errno: errno) }
         guard st.st_mode & S_IFMT == S_IFREG else {
             throw InputFileError(path: path, problem: "is \(kindName(st.st_mode)), not a regular file")
         }
@@ -64,7 +73,7 @@ public enum InputFile {
     /// in the message ("model directory").
     public static func checkDirectory(_ path: String, what: String = "directory") throws {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw InputFileError(path: path, problem: "\(what): \(problem(errno: errno))") }
+        guard stat(path, &st) == 0 else { throw InputFileError(path: path, errno: errno, context: what) }
         guard st.st_mode & S_IFMT == S_IFDIR else {
             throw InputFileError(path: path, problem: "\(what): is \(kindName(st.st_mode)), not a directory")
         }
@@ -75,12 +84,12 @@ public enum InputFile {
     public static func open(_ path: String) throws -> Int32 {
         try checkRegularFile(path)
         let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw InputFileError(path: path, problem: problem(errno: errno)) }
+        guard fd >= 0 else { throw InputFileError(path: path, errno: errno) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let e = errno
             close(fd)
-            throw InputFileError(path: path, problem: problem(errno: e))
+            throw InputFileError(path: path, errno: e)
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
             close(fd)
@@ -111,7 +120,7 @@ public enum InputFile {
                 let n = Glibc.read(fd, buf.baseAddress! + done, size - done)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw InputFileError(path: path, problem: "read failed: \(problem(errno: errno))")
+                    throw InputFileError(path: path, errno: errno, context: "read failed")
                 }
                 if n == 0 { break }
                 done += n
@@ -144,7 +153,7 @@ extension InputFile {
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty && parent != path { try createDirectory(parent) }
         if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw InputFileError(path: path, problem: "cannot create a directory: \(problem(errno: errno))")
+            throw InputFileError(path: path, errno: errno, context: "cannot create a directory")
         }
     }
 }

@@ -73,32 +73,11 @@ public func sampleToken(logits: UnsafePointer<Float>, vocab V: Int, params: Samp
         }
         return SampledToken(id: V - 1, logprob: Foundation.log(work[V - 1]))
     }
-    // Sort token ids by probability, descending (ties: lower id first) and cut.
+    // Sort all token ids by probability, descending (ties: lower id first), cut, draw.
     for j in 0..<V { order[j] = Int32(j) }
-    var buf = UnsafeMutableBufferPointer(start: order, count: V)
-    buf.sort { a, b in
-        let pa = work[Int(a)], pb = work[Int(b)]
-        return pa > pb || (pa == pb && a < b)
-    }
-    var keep = V
-    if params.topK > 0 { keep = min(keep, params.topK) }
-    if params.topP < 1 {
-        var cum: Float = 0
-        for i in 0..<keep {
-            cum += work[Int(order[i])]
-            if cum >= params.topP { keep = i + 1; break }
-        }
-    }
-    var total = 0.0
-    for i in 0..<keep { total += Double(work[Int(order[i])]) }
-    let u = rng.uniformDouble() * total
-    var acc = 0.0
-    var pick = Int(order[keep - 1])
-    for i in 0..<keep {
-        acc += Double(work[Int(order[i])])
-        if u < acc { pick = Int(order[i]); break }
-    }
-    return SampledToken(id: pick, logprob: Float(Foundation.log(Double(work[pick]) / total)))
+    let keep = nucleusCut(work: work, order: order, count: V,
+                          topK: params.topK > 0 ? min(params.topK, V) : V, topP: params.topP)
+    return drawKept(work: work, order: order, keep: keep, rng: &rng)
 }
 
 /// A drawn token with both log-probabilities a rollout records.
@@ -192,23 +171,15 @@ public func sampleTokenFused(logits x: UnsafePointer<Float>, vocab V: Int, param
         for j in 0..<V { order[j] = Int32(j) }
         keep = nucleusCut(work: work, order: order, count: V, topK: topK, topP: params.topP)
     }
-    var total = 0.0
-    for i in 0..<keep { total += Double(work[Int(order[i])]) }
-    let u = rng.uniformDouble() * total
-    var acc = 0.0
-    var pick = Int(order[keep - 1])
-    for i in 0..<keep {
-        acc += Double(work[Int(order[i])])
-        if u < acc { pick = Int(order[i]); break }
-    }
-    return RowSample(token: SampledToken(id: pick, logprob: Float(Foundation.log(Double(work[pick]) / total))),
-                     modelLogprob: x[pick] - modelLSE)
+    let token = drawKept(work: work, order: order, keep: keep, rng: &rng)
+    return RowSample(token: token, modelLogprob: x[token.id] - modelLSE)
 }
 
 /// Sorts `order[0..<count]` by probability, descending (ties: lower id first), and returns
 /// how many of them top-k / top-p keep, or 0 when `count` is a strict subset of the vocabulary
-/// too small to hold the cut (the caller then sorts everything). Same cumulative sum as
-/// `sampleToken`.
+/// too small to hold the cut (the caller then sorts everything). `topK` is in 1...V (V when
+/// top-k is off). The one top-k / top-p cut of both samplers: with `count` = V (the reference
+/// sampler) it never returns 0.
 func nucleusCut(work: UnsafeMutablePointer<Float>, order: UnsafeMutablePointer<Int32>, count: Int,
                 topK: Int, topP: Float) -> Int {
     var buf = UnsafeMutableBufferPointer(start: order, count: count)
@@ -226,6 +197,25 @@ func nucleusCut(work: UnsafeMutablePointer<Float>, order: UnsafeMutablePointer<I
         }
     }
     return reached ? keep : 0
+}
+
+/// Draws one of the `keep` most likely ids `order[0..<keep]` in proportion to its probability
+/// `work[id]`, renormalised over the kept ones (in Double, as HF's renormalised draw): the last
+/// step of both samplers. Returns the id and its log-probability under the renormalised
+/// distribution. One uniform draw from `rng`; allocates nothing.
+@inline(__always)
+func drawKept(work: UnsafeMutablePointer<Float>, order: UnsafeMutablePointer<Int32>, keep: Int,
+              rng: inout ChorusRNG) -> SampledToken {
+    var total = 0.0
+    for i in 0..<keep { total += Double(work[Int(order[i])]) }
+    let u = rng.uniformDouble() * total
+    var acc = 0.0
+    var pick = Int(order[keep - 1])
+    for i in 0..<keep {
+        acc += Double(work[Int(order[i])])
+        if u < acc { pick = Int(order[i]); break }
+    }
+    return SampledToken(id: pick, logprob: Float(Foundation.log(Double(work[pick]) / total)))
 }
 
 /// log Σ exp(x) over one row, as `rowStats` computes it (without the entropy).

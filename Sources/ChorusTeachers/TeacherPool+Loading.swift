@@ -41,7 +41,7 @@ extension TeacherPool {
             }
         }
         let (members, remoteVocabularySize) = try vocabularyMembers(m, studentDirectory: studentDir)
-        try VocabularyCheck.check(members)
+        let vocabularies = try VocabularyCheck.check(members)
 
         var teachers: [any Teacher] = []
         for t in m.teachers {
@@ -65,7 +65,8 @@ extension TeacherPool {
         var sv: TokenVocabulary?, svSize: Int?
         if let s = studentDir {
             let tok = s.appendingPathComponent("tokenizer.json")
-            if fm.fileExists(atPath: tok.path) { sv = try TokenVocabulary(contentsOf: tok) }
+            // Read by the check above (the student is one of its members); parsed here only if not.
+            if fm.fileExists(atPath: tok.path) { sv = try vocabularies[tok.standardizedFileURL.path] ?? TokenVocabulary(contentsOf: tok) }
             svSize = try ModelConfig(contentsOf: s.appendingPathComponent("config.json")).vocabSize
         }
         let given = m.teachers.contains { $0.weightGiven }

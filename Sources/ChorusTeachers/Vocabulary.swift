@@ -109,10 +109,13 @@ public enum VocabularyCheck {
     }
 
     /// Throws `VocabularyError` naming the first differing token (lowest id) and the files.
-    public static func check(_ members: [Member]) throws {
+    /// Returns the vocabularies it read, keyed by the standardized path of their tokenizer.json,
+    /// so the caller need not parse a file again (each file is read once).
+    @discardableResult
+    public static func check(_ members: [Member]) throws -> [String: TokenVocabulary] {
         var seen = Set<String>()
         let ms = members.filter { seen.insert($0.tokenizer.standardizedFileURL.path).inserted }
-        guard let first = ms.first else { return }
+        guard let first = ms.first else { return [:] }
         let fm = FileManager.default
         let have = ms.filter { fm.fileExists(atPath: $0.tokenizer.path) }
         if !have.isEmpty, let lacking = ms.first(where: { !fm.fileExists(atPath: $0.tokenizer.path) }) {
@@ -134,6 +137,7 @@ public enum VocabularyCheck {
             }
             throw VocabularyError.sizeMismatch(file: ref.config, vocabSize: ref.vocabSize, otherFile: m.config, otherVocabSize: m.vocabSize)
         }
+        return Dictionary(zip(have.map(\.tokenizer.standardizedFileURL.path), vocabs), uniquingKeysWith: { a, _ in a })
     }
 
     /// Compares two vocabularies id by id, skipping control tokens.

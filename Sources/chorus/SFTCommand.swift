@@ -15,28 +15,12 @@ struct SFT: ParsableCommand {
     @Argument(help: "The run file (TOML).")
     var runFile: String
 
-    @Option(help: "Continue the run in this directory from its latest checkpoint.")
-    var resume: String?
-
-    @Option(name: .customLong("max-steps"), help: "Stop after this many steps in this process (the run can be resumed).")
-    var maxSteps: Int?
-
-    @Flag(help: "No progress line on stderr.")
-    var quiet = false
-
-    func validate() throws {
-        if let m = maxSteps, m < 1 { throw ValidationError("--max-steps must be >= 1, got \(m)") }
-    }
+    @OptionGroup var runOptions: RunOptions
 
     func run() throws {
         let cfg = try SFTConfig(contentsOf: URL(fileURLWithPath: runFile))
-        let trainer = try SFTTrainer(config: cfg, resume: resume.map { URL(fileURLWithPath: $0) })
-        trainer.showProgress = !quiet
-        trainer.stopAfter = maxSteps
-        if let final = try trainer.train() {
-            FileHandle.standardError.write(Data("final model: \(RawArguments.restorePaths(final.path))\n".utf8))
-        } else if StopSignal.requested {
-            throw ExitCode(130)   // interrupted (checkpoint written); the usual status for SIGINT
-        }
+        let trainer = try SFTTrainer(config: cfg, resume: runOptions.resumeDirectory)
+        runOptions.configure(trainer.loop)
+        try runOptions.finish(try trainer.train())
     }
 }

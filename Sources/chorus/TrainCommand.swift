@@ -21,28 +21,12 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a run-file key: SECTION.KEY=VALUE (repeatable), e.g. train.lr=1e-4.")
     var overrides: [String] = []
 
-    @Option(help: "Continue the run in this directory from its latest checkpoint.")
-    var resume: String?
-
-    @Option(name: .customLong("max-steps"), help: "Stop after this many steps in this process (the run can be resumed).")
-    var maxSteps: Int?
-
-    @Flag(help: "No progress line on stderr.")
-    var quiet = false
-
-    func validate() throws {
-        if let m = maxSteps, m < 1 { throw ValidationError("--max-steps must be >= 1, got \(m)") }
-    }
+    @OptionGroup var runOptions: RunOptions
 
     func run() throws {
         let cfg = try OnPolicyConfig(contentsOf: URL(fileURLWithPath: runFile), overrides: overrides)
-        let trainer = try OnPolicyTrainer(config: cfg, resume: resume.map { URL(fileURLWithPath: $0) })
-        trainer.showProgress = !quiet
-        trainer.stopAfter = maxSteps
-        if let final = try trainer.train() {
-            FileHandle.standardError.write(Data("final model: \(RawArguments.restorePaths(final.path))\n".utf8))
-        } else if StopSignal.requested {
-            throw ExitCode(130)
-        }
+        let trainer = try OnPolicyTrainer(config: cfg, resume: runOptions.resumeDirectory)
+        runOptions.configure(trainer.loop)
+        try runOptions.finish(try trainer.train())
     }
 }

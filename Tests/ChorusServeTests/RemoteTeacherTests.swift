@@ -14,24 +14,10 @@ import Glibc
 final class RemoteTeacherTests: XCTestCase {
     /// Writes a manifest with one vllm teacher per (name, port) and returns its URL.
     func manifest(_ dir: URL, _ teachers: [(name: String, port: Int, tokenizer: URL, topK: Int)]) throws -> URL {
-        var text = ""
-        for t in teachers {
-            text += """
-            [[teacher]]
-            name = "\(t.name)"
-            kind = "vllm"
-            url = "http://127.0.0.1:\(t.port)/"
-            model = "m"
-            tokenizer = "\(t.tokenizer.path)"
-            top_k = \(t.topK)
-            timeout = 30
-            retries = 1
-
-            """
-        }
-        let url = dir.appendingPathComponent("remote.toml")
-        try text.write(to: url, atomically: true, encoding: .utf8)
-        return url
+        try writePoolManifest(dir.appendingPathComponent("remote.toml"), teachers: teachers.map { t -> KeyValuePairs<String, ManifestValue> in
+            ["name": .string(t.name), "kind": "vllm", "url": "http://127.0.0.1:\(t.port)/", "model": "m",
+             "tokenizer": .string(t.tokenizer.path), "top_k": .number("\(t.topK)"), "timeout": 30, "retries": 1]
+        })
     }
 
     func testVLLMPoolThroughChorusServeMatchesTheLocalTeacher() throws {
@@ -98,16 +84,9 @@ final class RemoteTeacherTests: XCTestCase {
         let tok = other.appendingPathComponent("tokenizer.json")
         let text = try String(contentsOf: tok, encoding: .utf8).replacingOccurrences(of: "\"t7\"", with: "\"x7\"")
         try text.write(to: tok, atomically: true, encoding: .utf8)
-        let url = tmp.appendingPathComponent("pool.toml")
-        try """
-        student = "\(student.path)"
-        [[teacher]]
-        name = "far"
-        kind = "sglang"
-        url = "http://127.0.0.1:9"
-        tokenizer = "\(tok.path)"
-        vocab_size = 64
-        """.write(to: url, atomically: true, encoding: .utf8)
+        let url = try writePoolManifest(tmp.appendingPathComponent("pool.toml"), student: student.path, teachers: [
+            ["name": "far", "kind": "sglang", "url": "http://127.0.0.1:9", "tokenizer": .string(tok.path), "vocab_size": 64],
+        ])
         assertThrows(try TeacherPool.load(manifest: url), containing: ["vocabulary mismatch at token id 7", "'t7'", "'x7'", tok.path])
         // The same tokenizer loads (nothing is sent to the server while loading).
         try FileManager.default.removeItem(at: tok)

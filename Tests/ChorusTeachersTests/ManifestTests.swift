@@ -110,23 +110,34 @@ final class VocabularyTests: XCTestCase {
         assertThrows(try TeacherPool.load(manifest: f), containing: ["vocab_size", "student/config.json"])
     }
 
+    /// The vocabulary check reads each tokenizer.json once (a path named twice is one file)
+    /// and returns what it read, keyed by path; the pool's student vocabulary is that same
+    /// table, not a second parse that could differ.
+    func testVocabularyCheckReturnsEachFileItRead() throws {
+        let dir = temporaryDirectory(self)
+        let a = dir.appendingPathComponent("a"), b = dir.appendingPathComponent("b")
+        try writeModel(a, seed: 1)
+        try writeModel(b, seed: 2)
+        let read = try VocabularyCheck.check([
+            .init(directory: a, vocabSize: 64, isStudent: false), .init(directory: b, vocabSize: 64, isStudent: false),
+            .init(directory: dir.appendingPathComponent("b/../a"), vocabSize: 64, isStudent: true),
+        ])
+        let tokA = a.appendingPathComponent("tokenizer.json"), tokB = b.appendingPathComponent("tokenizer.json")
+        XCTAssertEqual(Set(read.keys), [tokA.standardizedFileURL.path, tokB.standardizedFileURL.path])
+        XCTAssertEqual(read[tokA.standardizedFileURL.path], try TokenVocabulary(contentsOf: tokA))
+        XCTAssertEqual(read[tokA.standardizedFileURL.path]?.tokens.count, 64)
+        let f = try writePoolManifest(dir.appendingPathComponent("pool.toml"), student: "a", teachers: [["name": "b", "path": "b"]])
+        XCTAssertEqual(try TeacherPool.load(manifest: f).studentVocabulary, read[tokA.standardizedFileURL.path])
+    }
+
     func testPoolFromManifestWithSelfTeacherScores() throws {
         let dir = temporaryDirectory(self)
         let small = try writeModel(dir.appendingPathComponent("small"), seed: 1)
         let student = try writeModel(dir.appendingPathComponent("student"), seed: 4)
-        let f = dir.appendingPathComponent("pool.toml")
-        try """
-        student = "student"
-        [[teacher]]
-        name = "small"
-        path = "small"
-        weight = 1
-        [[teacher]]
-        name = "self"
-        kind = "self"
-        weight = 3
-        privileged = "Answer {answer}: {prompt}"
-        """.write(to: f, atomically: true, encoding: .utf8)
+        let f = try writePoolManifest(dir.appendingPathComponent("pool.toml"), student: "student", teachers: [
+            ["name": "small", "path": "small", "weight": 1],
+            ["name": "self", "kind": "self", "weight": 3, "privileged": "Answer {answer}: {prompt}"],
+        ])
         let enc = CharEncoder(vocab: 64)
         let pool = try TeacherPool.load(manifest: f, encoderLoader: { _ in enc })
         XCTAssertEqual(pool.weights, [0.25, 0.75])

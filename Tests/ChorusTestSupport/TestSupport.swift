@@ -141,3 +141,83 @@ public func assertOneLineFailure(_ result: (Int32, String, String), containing f
     XCTAssertEqual(lines.count, 1, "\(what): one-line error expected: \(err)", file: file, line: line)
     for f in fragments { XCTAssertTrue(err.contains(f), "\(what): error should contain '\(f)': \(err)", file: file, line: line) }
 }
+
+/// Starts `chorus` again and again, killing each start with SIGKILL after a random pause, until
+/// the run directory `runDirectory` holds `final/model.safetensors` (the kill tests of `chorus
+/// sft` and `chorus train`). `arguments(resume)` gives each start's arguments: `resume` is true
+/// once `runDirectory/run.toml` records the run (a start killed before writing it starts afresh).
+/// The pause is `pause.base + random(0..<pause.jitter) + attempt · 100 ms` microseconds, growing
+/// so the run finishes even on a loaded machine. `environment` replaces the child's environment
+/// when given (nil: inherited). Returns the number of kills, or nil after failing the test when
+/// the run has not finished after `maxAttempts` starts.
+public func killAndResumeUntilFinished(runDirectory: URL, environment: [String: String]? = nil,
+                                       pause: (base: Int, jitter: Int), maxAttempts: Int = 60,
+                                       file: StaticString = #filePath, line: UInt = #line,
+                                       arguments: (_ resume: Bool) -> [String]) throws -> Int? {
+    guard let exe = chorusExecutable(file: file, line: line) else { return nil }
+    let finished = runDirectory.appendingPathComponent("final/model.safetensors").path
+    var kills = 0, attempt = 0
+    while !FileManager.default.fileExists(atPath: finished) {
+        attempt += 1
+        if attempt >= maxAttempts {
+            XCTFail("run never finished (\(maxAttempts - 1) starts, \(kills) kills)", file: file, line: line)
+            return nil
+        }
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = arguments(FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent("run.toml").path))
+        if let environment { p.environment = environment }
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        usleep(UInt32(pause.base + Int.random(in: 0..<pause.jitter) + attempt * 100_000))
+        if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
+        p.waitUntilExit()
+    }
+    return kills
+}
+
+/// A value in a test's teacher-pool manifest: a string (written as a TOML basic string, with
+/// `\`, `"`, newline and tab escaped) or a number (written as given).
+public enum ManifestValue: ExpressibleByStringInterpolation, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral {
+    case string(String)
+    case number(String)
+
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(stringInterpolation: DefaultStringInterpolation) { self = .string(String(stringInterpolation: stringInterpolation)) }
+    public init(integerLiteral value: Int) { self = .number(String(value)) }
+    public init(floatLiteral value: Double) { self = .number(String(value)) }
+
+    /// The value as TOML.
+    public var toml: String {
+        switch self {
+        case let .number(n): return n
+        case let .string(s):
+            var out = "\""
+            for c in s {
+                switch c {
+                case "\\": out += "\\\\"
+                case "\"": out += "\\\""
+                case "\n": out += "\\n"
+                case "\t": out += "\\t"
+                default: out.append(c)
+                }
+            }
+            return out + "\""
+        }
+    }
+}
+
+/// Writes a teacher-pool manifest (docs/teachers.md) to `url`: `student = "…"` when given, then
+/// one `[[teacher]]` table per entry, its keys in the order given. Returns `url`.
+@discardableResult
+public func writePoolManifest(_ url: URL, student: String? = nil,
+                              teachers: [KeyValuePairs<String, ManifestValue>]) throws -> URL {
+    var lines: [String] = []
+    if let student { lines.append("student = \(ManifestValue.string(student).toml)") }
+    for table in teachers {
+        lines.append("[[teacher]]")
+        for (key, value) in table { lines.append("\(key) = \(value.toml)") }
+    }
+    try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+    return url
+}

@@ -1,3 +1,4 @@
+import ChorusTestSupport
 import Foundation
 import XCTest
 @testable import ChorusTokenizer
@@ -15,17 +16,6 @@ final class TokenizerHardeningTests: XCTestCase {
         return try Tokenizer(data: Data(doc.serialized().utf8))
     }
 
-    private func assertError(_ body: @autoclosure () throws -> Any, _ fragments: [String], file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            _ = try body()
-            XCTFail("expected an error containing \(fragments)", file: file, line: line)
-        } catch {
-            let m = "\(error)"
-            for f in fragments { XCTAssertTrue(m.contains(f), "'\(m)' lacks '\(f)'", file: file, line: line) }
-            XCTAssertFalse(m.contains("\n"), file: file, line: line)
-        }
-    }
-
     /// Sets `added_tokens[index].key = value`.
     private func setAdded(_ doc: inout JSONValue, _ index: Int, _ key: String, _ value: JSONValue) {
         var items = doc["added_tokens"]!.arrayValue!
@@ -41,18 +31,18 @@ final class TokenizerHardeningTests: XCTestCase {
         let (plain, plainId) = try XCTUnwrap(vocab.first { !$0.0.hasPrefix("<|") })
         let plainIdInt = try XCTUnwrap(plainId.intValue)
         // 1. the id of an ordinary vocabulary entry, for other content
-        assertError(try load { setAdded(&$0, 1, "id", .number("\(plainIdInt)")) }, ["added_tokens[1].id", "\(plainIdInt)", plain])
+        assertThrows(try load { setAdded(&$0, 1, "id", .number("\(plainIdInt)")) }, containing: ["added_tokens[1].id", "\(plainIdInt)", plain])
         // 2. content in the vocabulary under another id
-        assertError(try load { setAdded(&$0, 1, "id", .number("5000")) }, ["added_tokens[1].id", "<|im_start|>", "vocabulary id 1"])
+        assertThrows(try load { setAdded(&$0, 1, "id", .number("5000")) }, containing: ["added_tokens[1].id", "<|im_start|>", "vocabulary id 1"])
         // 3. two added tokens with one id, neither in the vocabulary
-        assertError(try load { d in
+        assertThrows(try load { d in
             var items = d["added_tokens"]!.arrayValue!
             var a = items[0], b = items[0]
             a.set("content", .string("<|new-a|>")); a.set("id", .number("5000"))
             b.set("content", .string("<|new-b|>")); b.set("id", .number("5000"))
             items += [a, b]
             d.set("added_tokens", .array(items))
-        }, ["added_tokens[", ".id", "5000", "<|new-a|>"])
+        }, containing: ["added_tokens[", ".id", "5000", "<|new-a|>"])
         // The unmodified file and a fresh id past the vocabulary still load.
         XCTAssertNoThrow(try load { _ in })
         let t = try load { d in
@@ -67,45 +57,41 @@ final class TokenizerHardeningTests: XCTestCase {
 
     /// Two vocabulary tokens with one id are refused (the decode would be arbitrary).
     func testVocabularyIdCollisionIsRefused() throws {
-        assertError(try load { d in
+        assertThrows(try load { d in
             var model = d["model"]!
             var vocab = model["vocab"]!.objectValue!
             vocab.append(("zzq-collide", .number("7")))
             model.set("vocab", .object(vocab))
             d.set("model", model)
-        }, ["model.vocab.zzq-collide", "id 7", "also the id"])
+        }, containing: ["model.vocab.zzq-collide", "id 7", "also the id"])
     }
 
     /// Training refuses empty input and invalid UTF-8, naming the file and the first bad byte.
     func testTrainingInputEdgeCases() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-tok-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = temporaryDirectory(self)
         let empty = dir.appendingPathComponent("empty.txt")
         try Data().write(to: empty)
         let trainer = BPETrainer(vocabSize: 300, specialTokens: ["<|endoftext|>"])
-        assertError(try trainer.train(files: [empty]), ["no text to train on", "empty.txt"])
-        assertError(try trainer.train(texts: []), ["no text to train on"])
-        assertError(try trainer.train(texts: ["", ""]), ["no text to train on"])
+        assertThrows(try trainer.train(files: [empty]), containing: ["no text to train on", "empty.txt"])
+        assertThrows(try trainer.train(texts: []), containing: ["no text to train on"])
+        assertThrows(try trainer.train(texts: ["", ""]), containing: ["no text to train on"])
         let bad = dir.appendingPathComponent("bad.txt")
         try Data(Array("first line\nsecond ".utf8) + [0xFF] + Array(" rest".utf8)).write(to: bad)
-        assertError(try trainer.train(files: [bad]), ["bad.txt", "not valid UTF-8", "0xFF", "line 2"])
+        assertThrows(try trainer.train(files: [bad]), containing: ["bad.txt", "not valid UTF-8", "0xFF", "line 2"])
         let fifo = dir.appendingPathComponent("fifo.txt")
         XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
-        assertError(try trainer.train(files: [fifo]), ["fifo.txt", "FIFO"])
+        assertThrows(try trainer.train(files: [fifo]), containing: ["fifo.txt", "FIFO"])
         XCTAssertGreaterThanOrEqual(try trainer.train(texts: ["ab ab ab ab"]).vocabSize, 257, "a tiny input still trains")
     }
 
     /// A tokenizer.json that is not UTF-8, or is a FIFO, is refused by name.
     func testTokenizerFileEdgeCases() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-tok-\(UUID())")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = temporaryDirectory(self)
         let fifo = dir.appendingPathComponent("tokenizer.json")
         XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
-        assertError(try Tokenizer(contentsOf: fifo), ["tokenizer.json", "FIFO"])
+        assertThrows(try Tokenizer(contentsOf: fifo), containing: ["tokenizer.json", "FIFO"])
         let bad = dir.appendingPathComponent("bad.json")
         try Data(Array("{\"model\": \"".utf8) + [0xC0, 0xAF] + Array("\"}".utf8)).write(to: bad)
-        assertError(try Tokenizer(contentsOf: bad), ["bad.json"])
+        assertThrows(try Tokenizer(contentsOf: bad), containing: ["bad.json"])
     }
 }

@@ -71,14 +71,7 @@ final class OnPolicyEvalTests: XCTestCase {
         try full.train()
         let reference = full.model.parameters.array
         let referenceEvals = try evalRows(dir)
-        try FileManager.default.removeItem(at: dir.appendingPathComponent("out"))
-        let first = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
-        first.showProgress = false
-        first.stopAfter = 3
-        XCTAssertNil(try first.train())
-        let second = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile), resume: dir.appendingPathComponent("out"))
-        second.showProgress = false
-        try second.train()
+        let second = try trainStoppedAndResumed(dir, runFile, stopAfter: 3)
         XCTAssertEqual(second.model.parameters.array, reference)
         let evals = try evalRows(dir)
         XCTAssertEqual(evals.map(\.0), referenceEvals.map(\.0))
@@ -109,15 +102,9 @@ final class OnPolicyEvalTests: XCTestCase {
     /// a second time: the rows are those of an uninterrupted run.
     func testStepZeroEvalIsNotRepeatedWhenResumingFromNoCheckpoint() throws {
         let (dir, runFile) = try makeOPDSetup(self, steps: 5, extra: evalTable)
-        let out = dir.appendingPathComponent("out")
-        let first = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
-        first.showProgress = false
-        first.stopAfter = 1
-        XCTAssertNil(try first.train())
-        try FileManager.default.removeItem(at: out.appendingPathComponent("checkpoints"))
-        let second = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile), resume: out)
-        second.showProgress = false
-        try second.train()
+        try trainStoppedAndResumed(dir, runFile, stopAfter: 1) { out in
+            try FileManager.default.removeItem(at: out.appendingPathComponent("checkpoints"))
+        }
         XCTAssertEqual(try evalRows(dir).map(\.0), [0, 2, 4, 5])
         XCTAssertEqual(try metricsRows(dir).filter { $0["eval"] == nil }.map { $0["step"] as? Int }, Array(1...5))
     }

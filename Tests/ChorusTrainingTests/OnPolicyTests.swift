@@ -78,6 +78,26 @@ func metricsRows(_ dir: URL) throws -> [[String: Any]] {
     }
 }
 
+/// Trains the setup's run file in-process into a fresh `dir/out` (removing an earlier run's),
+/// stopped after `stopAfter` steps (asserting that it stopped); then `beforeResume(dir/out)`
+/// (e.g. deleting checkpoints to simulate a kill) and a resume from that directory to the end.
+/// Returns the resumed trainer, whose model holds the final weights.
+@discardableResult
+func trainStoppedAndResumed(_ dir: URL, _ runFile: URL, stopAfter: Int, file: StaticString = #filePath, line: UInt = #line,
+                            beforeResume: (URL) throws -> Void = { _ in }) throws -> OnPolicyTrainer {
+    let out = dir.appendingPathComponent("out")
+    if FileManager.default.fileExists(atPath: out.path) { try FileManager.default.removeItem(at: out) }
+    let first = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
+    first.showProgress = false
+    first.stopAfter = stopAfter
+    XCTAssertNil(try first.train(), "the first run should stop after \(stopAfter) steps", file: file, line: line)
+    try beforeResume(out)
+    let second = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile), resume: out)
+    second.showProgress = false
+    try second.train()
+    return second
+}
+
 /// The divergence weights are the unbiased policy gradient of D_f (and naive k3 is not).
 final class DivergenceTests: XCTestCase {
     let all: [Divergence] = [.reverseKL, .forwardKL, .jensenShannon, .hellinger, .tsallis(alpha: 0.5), .tsallis(alpha: 2)]
@@ -216,14 +236,7 @@ final class OnPolicyTrainerTests: XCTestCase {
         full.showProgress = false
         try full.train()
         let reference = full.model.parameters.array
-        try FileManager.default.removeItem(at: dir.appendingPathComponent("out"))
-        let first = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile))
-        first.showProgress = false
-        first.stopAfter = 3
-        XCTAssertNil(try first.train())
-        let second = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile), resume: dir.appendingPathComponent("out"))
-        second.showProgress = false
-        try second.train()
+        let second = try trainStoppedAndResumed(dir, runFile, stopAfter: 3)
         XCTAssertEqual(second.model.parameters.array, reference)
         XCTAssertEqual(try metricsRows(dir).map { $0["step"] as? Int }, Array(1...6))
     }
@@ -278,24 +291,10 @@ extension XCTestCase {
         let referenceEvals = try metricsRows(dir).filter { $0["eval"] != nil }
 
         let killed = dir.appendingPathComponent("killed")
-        let exe = try XCTUnwrap(chorusExecutable())
-        var kills = 0, attempt = 0
-        var rng = ChorusRNG(seed: UInt64(Date().timeIntervalSince1970))
-        while !FileManager.default.fileExists(atPath: killed.appendingPathComponent("final/model.safetensors").path) {
-            attempt += 1
-            if attempt >= 60 { XCTFail("run never finished"); return ([], referenceEvals) }
-            let p = Process()
-            p.executableURL = exe
-            // The first start (or one killed before it recorded its run file) starts afresh.
-            let started = FileManager.default.fileExists(atPath: killed.appendingPathComponent("run.toml").path)
-            p.arguments = ["train", runFile.path, "--set", "output.dir=\"killed\"", "--quiet"] + (started ? ["--resume", killed.path] : [])
-            p.environment = ["CHORUS_THREADS": "2"]
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            usleep(UInt32(200_000 + rng.int(below: 400_000) + attempt * 100_000))
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
-            p.waitUntilExit()
-        }
+        guard let kills = try killAndResumeUntilFinished(runDirectory: killed, environment: ["CHORUS_THREADS": "2"],
+                                                         pause: (200_000, 400_000), arguments: { resume in
+            ["train", runFile.path, "--set", "output.dir=\"killed\"", "--quiet"] + (resume ? ["--resume", killed.path] : [])
+        }) else { return ([], referenceEvals) }
         XCTAssertGreaterThanOrEqual(kills, 1, "the run should have been killed mid-way")
         let got = try TransformerModel.load(directory: killed.appendingPathComponent("final")).parameters.array
         XCTAssertEqual(got, expected, "resumed run differs from the uninterrupted one (after \(kills) kills)")

@@ -108,24 +108,10 @@ final class SFTTests: XCTestCase {
         try String(contentsOf: runFile, encoding: .utf8).replacingOccurrences(of: "dir = \"out\"", with: "dir = \"killed\"")
             .write(to: killedRunFile, atomically: true, encoding: .utf8)
         let resumed = dir.appendingPathComponent("killed")
-        var kills = 0, attempt = 0
-        var rng = ChorusRNG(seed: UInt64(Date().timeIntervalSince1970))
-        while !FileManager.default.fileExists(atPath: resumed.appendingPathComponent("final/model.safetensors").path) {
-            attempt += 1
-            XCTAssertLessThan(attempt, 60, "run never finished")
-            if attempt >= 60 { return }
-            let p = Process()
-            p.executableURL = try XCTUnwrap(chorusExecutable())
-            let started = FileManager.default.fileExists(atPath: resumed.appendingPathComponent("run.toml").path)
-            p.arguments = ["sft", killedRunFile.path, "--quiet"] + (started ? ["--resume", resumed.path] : [])
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            // Let it get somewhere, then kill -9 (unless it already finished). The window grows
-            // with each attempt so the run completes even on a loaded machine.
-            usleep(UInt32(150_000 + rng.int(below: 350_000) + attempt * 100_000))
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
-            p.waitUntilExit()
-        }
+        // Let each start get somewhere, then kill -9 (unless it already finished).
+        guard let kills = try killAndResumeUntilFinished(runDirectory: resumed, pause: (150_000, 350_000), arguments: { resume in
+            ["sft", killedRunFile.path, "--quiet"] + (resume ? ["--resume", resumed.path] : [])
+        }) else { return }
         XCTAssertGreaterThanOrEqual(kills, 2, "the run should have been killed mid-way at least twice")
         let got = try TransformerModel.load(directory: resumed.appendingPathComponent("final")).parameters.array
         XCTAssertEqual(got, expected, "resumed run differs from the uninterrupted one (after \(kills) kills)")
