@@ -1,4 +1,6 @@
+import ChorusCache
 import ChorusModel
+import ChorusTokenizer
 import Foundation
 
 /// Where the pool finds the student: its directory (tokenizer.json, config.json, weights for a
@@ -45,8 +47,22 @@ extension TeacherPool {
             let cfg = try ModelConfig(contentsOf: s.appendingPathComponent("config.json"))
             members.append(.init(directory: s, vocabSize: cfg.vocabSize, isStudent: true))
         }
+        // A cross_tokenizer teacher whose tokenizer.json has the student's content (SHA-256)
+        // is an ordinary teacher; otherwise it is aligned through both tokenizers.
+        var crossTokenizers: [String: (student: URL, teacher: URL)] = [:]
+        for (i, t) in m.teachers.enumerated() where t.crossTokenizer {
+            let own = t.path!.appendingPathComponent("tokenizer.json")
+            guard fm.fileExists(atPath: own.path) else {
+                throw PoolError.tokenizerNotFound(file: file, field: "teacher[\(i)].path ('\(t.name)')", path: own.path)
+            }
+            let stu = (studentDir ?? own.deletingLastPathComponent()).appendingPathComponent("tokenizer.json")
+            guard studentDir != nil, fm.fileExists(atPath: stu.path) else {
+                throw PoolError.tokenizerNotFound(file: file, field: studentDir == nil ? "student" : "student ('\(t.name)')", path: stu.path)
+            }
+            if try fileHash(own) != fileHash(stu) { crossTokenizers[t.name] = (stu, own) }
+        }
         var remoteVocabularySize: [String: Int] = [:]
-        for t in m.teachers {
+        for t in m.teachers where crossTokenizers[t.name] == nil {
             if let r = t.remote {
                 let v = try RemoteTeacher.vocabularySize(r)
                 remoteVocabularySize[t.name] = v
@@ -66,7 +82,18 @@ extension TeacherPool {
         for t in m.teachers {
             switch t.kind {
             case .checkpoint:
-                teachers.append(try CheckpointTeacher(name: t.name, directory: t.path!))
+                let inner = try CheckpointTeacher(name: t.name, directory: t.path!)
+                if let files = crossTokenizers[t.name] {
+                    let st = try Tokenizer(contentsOf: files.student), tt = try Tokenizer(contentsOf: files.teacher)
+                    let studentEOS = try ModelConfig(contentsOf: studentDir!.appendingPathComponent("config.json")).eosTokenIds
+                    let aligner = try TokenAligner(teacher: t.name, studentTokenizer: st, teacherTokenizer: tt, studentEOS: studentEOS,
+                                                   teacherEOS: inner.source.config.eosTokenIds, studentFile: files.student.path,
+                                                   teacherFile: files.teacher.path)
+                    teachers.append(CrossTokenizerTeacher(inner: inner, aligner: aligner,
+                                                          template: try t.chatTemplate.map { try ChatTemplate($0, teacher: t.name) }))
+                } else {
+                    teachers.append(inner)
+                }
             case .selfTeacher:
                 let template = try PrivilegedTemplate(t.privileged!, teacher: t.name)
                 let dir = t.path ?? studentDir!
@@ -91,4 +118,12 @@ extension TeacherPool {
         return try TeacherPool(teachers: teachers, weights: given ? m.teachers.map(\.weight) : nil, manifest: m,
                                studentVocabulary: sv, studentVocabularySize: svSize)
     }
+}
+
+/// SHA-256 of a file's bytes (tokenizer.json identity: content, not path).
+func fileHash(_ url: URL) throws -> [UInt8] {
+    guard let d = FileManager.default.contents(atPath: url.path) else {
+        throw VocabularyError.unreadable(file: url.path, reason: "file not found or unreadable")
+    }
+    return SHA256.hash(d)
 }

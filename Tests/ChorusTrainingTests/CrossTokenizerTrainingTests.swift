@@ -1,0 +1,131 @@
+import ChorusConfig
+import ChorusModel
+import ChorusTeachers
+import ChorusTensor
+import ChorusTokenizer
+import ChorusTestSupport
+import ChorusTraining
+import Foundation
+import XCTest
+
+/// Cross-tokenizer teachers in the trainer: the chunk rule against the per-token path, the
+/// refusals, and an end-to-end run (docs/cross-tokenizer.md).
+final class CrossTokenizerTrainingTests: XCTestCase {
+    let texts = (0..<16).map { i in ["\(i) + 2 = \(i + 2)", "café \(i) naïve", "日本 \(i % 4) 語", "über \(i) 🎉"][i % 4] }
+
+    func model(vocab: Int, seed: UInt64) -> TransformerModel {
+        let m = TransformerModel(config: ModelConfig(family: .qwen3, vocabSize: vocab, hiddenSize: 32, intermediateSize: 64,
+                                                      numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 8, ropeTheta: 10_000))
+        m.initializeRandom(seed: seed, std: 0.3)
+        return m
+    }
+
+    /// A teacher whose tokenizer is the student's, scored through the cross-tokenizer path,
+    /// gives the same per-token weights as the same-vocabulary path: alone (bit for bit) and
+    /// mixed arithmetically with a same-vocabulary teacher (within float rounding), for every
+    /// divergence. The responses are the tokenizer's own encodings, so every chunk is one token.
+    func testSameTokenizerThroughTheCrossPathGivesTheSameWeights() throws {
+        let tok = try BPETrainer(vocabSize: 300, specialTokens: ["<|endoftext|>"]).train(texts: texts)
+        let eos = tok.tokenToId("<|endoftext|>")!
+        let student = model(vocab: tok.vocabSize, seed: 1)
+        let a = model(vocab: tok.vocabSize, seed: 2), b = model(vocab: tok.vocabSize, seed: 3)
+        let aligner = try TokenAligner(teacher: "b", studentTokenizer: tok, teacherTokenizer: tok, studentEOS: [eos], teacherEOS: [eos])
+        let prompt = tok.encode("3 + 2 =")
+        let responses = texts.prefix(5).map { tok.encode(" " + $0, addSpecialTokens: false) + [eos] }
+        let group = ScoringGroup(prompt: prompt, responses: responses)
+        let learner = try responses.map { r in
+            try student.scoreSequence(prompt + r, from: prompt.count).dropFirst(prompt.count).map { $0!.logprob }
+        }
+        for mixed in [false, true] {
+            var exact: [any Teacher] = [CheckpointTeacher(name: "b", model: b)]
+            var cross: [any Teacher] = [CrossTokenizerTeacher(inner: CheckpointTeacher(name: "b", model: b), aligner: aligner)]
+            if mixed {
+                exact.insert(CheckpointTeacher(name: "a", model: a), at: 0)
+                cross.insert(CheckpointTeacher(name: "a", model: a), at: 0)
+            }
+            let p1 = try TeacherPool(teachers: exact), p2 = try TeacherPool(teachers: cross)
+            let r1 = try p1.score([group], aggregator: try p1.makeAggregator(name: "arithmetic"), progress: 0)[0]
+            let r2 = try p2.score([group], aggregator: try p2.makeAggregator(name: "arithmetic"), progress: 0)[0]
+            for (x, y) in zip(r1, r2) {
+                XCTAssertNil(x.chunks)
+                XCTAssertEqual(y.chunks, (0..<x.logprobs.count).map { $0..<($0 + 1) }, "canonical tokens: one token per chunk")
+            }
+            for d in [Divergence.reverseKL, .forwardKL, .jensenShannon, .hellinger, .tsallis(alpha: 0.5)] {
+                let w1 = divergenceWeights(student: learner, reference: r1.map(\.logprobs), divergence: d)
+                let w2 = divergenceWeights(logRatios: tokenLogRatios(student: learner, reference: r2.map(\.logprobs), chunks: r2.map(\.chunks)),
+                                           divergence: d)
+                for (u, v) in zip(w1, w2) {
+                    if mixed {
+                        XCTAssertLessThan(maxAbsDiff(u, v), 1e-4, "\(d)")
+                    } else {
+                        XCTAssertEqual(u, v, "\(d)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Each token of a chunk carries the chunk's log-ratio Σ student − log π_ref(chunk).
+    func testChunkLogRatiosSpreadTheChunkRatioOverItsTokens() {
+        let student: [[Float]] = [[-1, -2, -0.5, -3], [-1]]
+        let reference: [[Float]] = [[0, -2.5, -1, -2], [-0.25]]
+        let r = tokenLogRatios(student: student, reference: reference, chunks: [[0..<2, 2..<3, 3..<4], nil])
+        XCTAssertEqual(r, [[-0.5, -0.5, 0.5, -1], [-0.75]])
+        XCTAssertEqual(chunkLogRatios(student: student, reference: reference, chunks: [[0..<4], nil]), [[-1.0], [-0.75]])
+    }
+
+    /// A student and a sharper teacher with different BPE tokenizers trained on the same text
+    /// (vocabularies 280 and 400), a pool naming the teacher `cross_tokenizer = true`.
+    func makeCrossSetup(steps: Int, extra: String = "", teacherTemplate: String? = nil) throws -> (dir: URL, runFile: URL) {
+        let (dir, runFile) = try makeOPDSetup(self, steps: steps, extra: extra)
+        // Replace the teacher by one with its own tokenizer (400 tokens) trained on the same text.
+        let student = try Tokenizer(contentsOf: dir.appendingPathComponent("student/tokenizer.json"))
+        let prompts = try String(contentsOf: dir.appendingPathComponent("prompts.jsonl"), encoding: .utf8)
+        let corpus = prompts.split(separator: "\n").map { line -> String in
+            let o = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: String]
+            return o["prompt"]! + " " + o["answer"]!
+        }
+        let tok = try BPETrainer(vocabSize: 400, specialTokens: ["<|endoftext|>"]).train(texts: corpus)
+        XCTAssertNotEqual(tok.vocabSize, student.vocabSize)
+        let t = model(vocab: tok.vocabSize, seed: 7)
+        scaleInPlace(t.parameter(t.layout.finalNorm), 4, count: t.config.hiddenSize)
+        t.setSpecialTokenIds(eos: [tok.tokenToId("<|endoftext|>")!])
+        let d = dir.appendingPathComponent("teacher")
+        try FileManager.default.removeItem(at: d)
+        try t.save(directory: d)
+        try tok.write(to: d.appendingPathComponent("tokenizer.json"))
+        try """
+        [[teacher]]
+        name = "teacher"
+        path = "teacher"
+        cross_tokenizer = true
+        \(teacherTemplate.map { "chat_template = \"\($0)\"" } ?? "")
+        """.write(to: dir.appendingPathComponent("pool.toml"), atomically: true, encoding: .utf8)
+        return (dir, runFile)
+    }
+
+    /// The student's chunk-level KL to a teacher with another tokenizer falls.
+    func testACrossTokenizerTeacherLowersTheChunkKL() throws {
+        let (dir, runFile) = try makeCrossSetup(steps: 24, teacherTemplate: "Q: {prompt}\\nA:")
+        let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: ["rollout.prompts_per_step=8"]))
+        trainer.showProgress = false
+        XCTAssertEqual(trainer.pool.crossVocabularyTeachers, [0])
+        XCTAssertNotNil(try trainer.train())
+        let rows = try metricsRows(dir)
+        XCTAssertEqual(rows.map { $0["step"] as? Int }, Array(1...24))
+        let kl = rows.map { $0["chunk_kl_k1/teacher"] as! Double }
+        let first = kl.prefix(6).reduce(0, +) / 6, last = kl.suffix(6).reduce(0, +) / 6
+        XCTAssertLessThan(last, 0.75 * first, "mean chunk KL of the first steps \(first), of the last \(last)")
+        for key in ["kl_k1", "kl_k3", "chunk_kl_k1", "chunk_kl_k3", "kl_k1/teacher", "chunk_kl_k3/teacher", "reference_entropy"] {
+            XCTAssertNotNil(rows[0][key], key)
+        }
+    }
+
+    func testFullVocabularyAndTeacherEntropyFilterAreRefusedNamingTheTeacher() throws {
+        let (_, runFile) = try makeCrossSetup(steps: 2)
+        for (set, feature) in [("objective.full_vocabulary=true", "objective.full_vocabulary"), ("filter.by=teacher-entropy", "teacher-entropy")] {
+            assertThrows(try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: [set])),
+                         containing: [feature, "teacher 'teacher'", "own tokenizer"])
+        }
+    }
+}
