@@ -183,7 +183,8 @@ final class CrossTokenizerTests: XCTestCase {
         let hard = try pool.makeAggregator(name: "hard-switch")
         let early = try pool.score([group], aggregator: hard, progress: 0)[0][0]
         XCTAssertNil(early.chunks)
-        XCTAssertEqual(early.logprobs, nearLp)
+        XCTAssertLessThan(maxAbsDiff(early.logprobs, nearLp), 1e-5)
+        XCTAssertFalse(early.entropy.contains { $0.isNaN })
         XCTAssertNotNil(try pool.score([group], aggregator: hard, progress: 1)[0][0].chunks)
         // Random and control-token routing work unchanged.
         for name in ["random", "control-token", "soft-switch"] {

@@ -75,25 +75,31 @@ final class CrossTokenizerTrainingTests: XCTestCase {
     }
 
     /// A student and a sharper teacher with different BPE tokenizers trained on the same text
-    /// (vocabularies 280 and 400), a pool naming the teacher `cross_tokenizer = true`.
+    /// (vocabularies 300 and 360; the prompts hold 2- and 3-byte UTF-8 names), and a pool
+    /// naming the teacher `cross_tokenizer = true`.
     func makeCrossSetup(steps: Int, extra: String = "", teacherTemplate: String? = nil) throws -> (dir: URL, runFile: URL) {
         let (dir, runFile) = try makeOPDSetup(self, steps: steps, extra: extra)
-        // Replace the teacher by one with its own tokenizer (400 tokens) trained on the same text.
-        let student = try Tokenizer(contentsOf: dir.appendingPathComponent("student/tokenizer.json"))
-        let prompts = try String(contentsOf: dir.appendingPathComponent("prompts.jsonl"), encoding: .utf8)
-        let corpus = prompts.split(separator: "\n").map { line -> String in
-            let o = try! JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: String]
-            return o["prompt"]! + " " + o["answer"]!
+        let names = ["José", "Zoë", "Jürgen", "Søren", "Anaïs", "李雷", "Ana", "Bob"]
+        var lines: [String] = [], corpus: [String] = []
+        for i in 0..<16 {
+            let n = names[i % names.count], a = i % 7 + 1, b = (3 * i) % 5 + 1
+            lines.append("{\"prompt\": \"\(n) has \(a) apples and \(b) pears. How many fruits?\", \"answer\": \"\(a + b)\"}")
+            corpus.append("\(n) has \(a) apples and \(b) pears. How many fruits? \(n) has \(a + b) fruits.")
         }
-        let tok = try BPETrainer(vocabSize: 400, specialTokens: ["<|endoftext|>"]).train(texts: corpus)
-        XCTAssertNotEqual(tok.vocabSize, student.vocabSize)
-        let t = model(vocab: tok.vocabSize, seed: 7)
-        scaleInPlace(t.parameter(t.layout.finalNorm), 4, count: t.config.hiddenSize)
-        t.setSpecialTokenIds(eos: [tok.tokenToId("<|endoftext|>")!])
-        let d = dir.appendingPathComponent("teacher")
-        try FileManager.default.removeItem(at: d)
-        try t.save(directory: d)
-        try tok.write(to: d.appendingPathComponent("tokenizer.json"))
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("prompts.jsonl"), atomically: true, encoding: .utf8)
+        let st = try BPETrainer(vocabSize: 300, specialTokens: ["<|endoftext|>"]).train(texts: corpus)
+        let tt = try BPETrainer(vocabSize: 360, specialTokens: ["<|endoftext|>"]).train(texts: corpus)
+        XCTAssertNotEqual(st.vocabSize, tt.vocabSize)
+        for (name, tok, seed) in [("student", st, UInt64(1)), ("teacher", tt, UInt64(7))] {
+            let m = model(vocab: tok.vocabSize, seed: seed)
+            m.initializeRandom(seed: seed, std: 0.1)
+            if name == "teacher" { scaleInPlace(m.parameter(m.layout.finalNorm), 4, count: m.config.hiddenSize) }
+            m.setSpecialTokenIds(eos: [tok.tokenToId("<|endoftext|>")!])
+            let d = dir.appendingPathComponent(name)
+            try FileManager.default.removeItem(at: d)
+            try m.save(directory: d)
+            try tok.write(to: d.appendingPathComponent("tokenizer.json"))
+        }
         try """
         [[teacher]]
         name = "teacher"
@@ -107,13 +113,14 @@ final class CrossTokenizerTrainingTests: XCTestCase {
     /// The student's chunk-level KL to a teacher with another tokenizer falls.
     func testACrossTokenizerTeacherLowersTheChunkKL() throws {
         let (dir, runFile) = try makeCrossSetup(steps: 24, teacherTemplate: "Q: {prompt}\\nA:")
-        let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: ["rollout.prompts_per_step=8"]))
+        let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: ["rollout.prompts_per_step=8", "train.lr=3e-2"]))
         trainer.showProgress = false
         XCTAssertEqual(trainer.pool.crossVocabularyTeachers, [0])
         XCTAssertNotNil(try trainer.train())
         let rows = try metricsRows(dir)
         XCTAssertEqual(rows.map { $0["step"] as? Int }, Array(1...24))
         let kl = rows.map { $0["chunk_kl_k1/teacher"] as! Double }
+        print("KLSERIES", kl.map { String(format: "%.2f", $0) }.joined(separator: " "), rows.map { String(format: "%.2f", $0["kl_k1/teacher"] as! Double) }.joined(separator: " "), rows.map { String(format: "%.1f", $0["response_length"] as! Double) }.joined(separator: " "))
         let first = kl.prefix(6).reduce(0, +) / 6, last = kl.suffix(6).reduce(0, +) / 6
         XCTAssertLessThan(last, 0.75 * first, "mean chunk KL of the first steps \(first), of the last \(last)")
         for key in ["kl_k1", "kl_k3", "chunk_kl_k1", "chunk_kl_k3", "kl_k1/teacher", "chunk_kl_k3/teacher", "reference_entropy"] {
@@ -123,7 +130,7 @@ final class CrossTokenizerTrainingTests: XCTestCase {
 
     func testFullVocabularyAndTeacherEntropyFilterAreRefusedNamingTheTeacher() throws {
         let (_, runFile) = try makeCrossSetup(steps: 2)
-        for (set, feature) in [("objective.full_vocabulary=true", "objective.full_vocabulary"), ("filter.by=teacher-entropy", "teacher-entropy")] {
+        for (set, feature) in [("objective.full_vocabulary=true", "objective.full_vocabulary"), ("filter.by=\"teacher-entropy\"", "teacher-entropy")] {
             assertThrows(try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: [set])),
                          containing: [feature, "teacher 'teacher'", "own tokenizer"])
         }
