@@ -183,10 +183,12 @@ public final class Tokenizer: @unchecked Sendable {
         return out
     }
 
-    /// Encodes raw bytes that need not be valid UTF-8 (a response cut inside a character):
-    /// each maximal valid stretch is encoded as text, and each byte of an invalid stretch as
-    /// its own byte-level token. The post-processor's template is not applied. Returns nil
-    /// when an invalid byte has no single-byte token in the vocabulary.
+    /// Encodes raw bytes so that the tokens spell exactly those bytes (what aligns another
+    /// tokenizer's tokens to these by byte offsets): the normalizer is not applied (NFC text,
+    /// the common case, is unchanged by an NFC normalizer anyway), nor the post-processor's
+    /// template; the bytes need not be valid UTF-8 (a response cut inside a character): each
+    /// maximal valid stretch is encoded as text, and each byte of an invalid stretch as its
+    /// own byte-level token. Returns nil when such a byte has no single-byte token.
     public func encode(bytes: [UInt8]) -> [Int]? {
         var out: [Int] = []
         var start = 0, i = 0
@@ -197,7 +199,7 @@ public final class Tokenizer: @unchecked Sendable {
             case let .valid(s):
                 i += s.count
             case let .error(length):
-                if start < i { encodeText(Array(bytes[start..<i]), addSpecialTokens: false, into: &out) }
+                if start < i { encodeText(Array(bytes[start..<i]), addSpecialTokens: false, normalize: false, into: &out) }
                 for b in bytes[i..<(i + length)] {
                     guard let id = model.vocab[alphabet.encode(CollectionOfOne(b))] else { return nil }
                     out.append(id)
@@ -205,7 +207,7 @@ public final class Tokenizer: @unchecked Sendable {
                 i += length
                 start = i
             case .emptyInput:
-                if start < i { encodeText(Array(bytes[start..<i]), addSpecialTokens: false, into: &out) }
+                if start < i { encodeText(Array(bytes[start..<i]), addSpecialTokens: false, normalize: false, into: &out) }
                 return out
             }
         }
@@ -236,14 +238,14 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// The encoding pipeline over UTF-8 bytes, appending to `out`.
-    private func encodeText(_ bytes: [UInt8], addSpecialTokens: Bool, into out: inout [Int]) {
+    private func encodeText(_ bytes: [UInt8], addSpecialTokens: Bool, normalize: Bool = true, into out: inout [Int]) {
         if addSpecialTokens { out += postProcessor.prefix }
         for segment in rawMatcher.split(bytes, 0..<bytes.count) {
             switch segment {
             case let .token(id): out.append(id)
             case let .text(range):
                 var piece = Array(bytes[range])
-                if let normalizer { piece = normalizer.apply(piece) }
+                if normalize, let normalizer { piece = normalizer.apply(piece) }
                 for inner in normalizedMatcher.split(piece, 0..<piece.count) {
                     switch inner {
                     case let .token(id): out.append(id)

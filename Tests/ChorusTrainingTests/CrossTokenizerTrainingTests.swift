@@ -48,17 +48,18 @@ final class CrossTokenizerTrainingTests: XCTestCase {
             let r2 = try p2.score([group], aggregator: try p2.makeAggregator(name: "arithmetic"), progress: 0)[0]
             for (x, y) in zip(r1, r2) {
                 XCTAssertNil(x.chunks)
+                XCTAssertLessThan(maxAbsDiff(x.logprobs, y.logprobs), mixed ? 1e-5 : 2e-6)
                 XCTAssertEqual(y.chunks, (0..<x.logprobs.count).map { $0..<($0 + 1) }, "canonical tokens: one token per chunk")
             }
             for d in [Divergence.reverseKL, .forwardKL, .jensenShannon, .hellinger, .tsallis(alpha: 0.5)] {
                 let w1 = divergenceWeights(student: learner, reference: r1.map(\.logprobs), divergence: d)
                 let w2 = divergenceWeights(logRatios: tokenLogRatios(student: learner, reference: r2.map(\.logprobs), chunks: r2.map(\.chunks)),
                                            divergence: d)
+                // The cross path reads the scored token's log-prob from the LM-head score, the
+                // same-vocabulary path from the log-softmax row: equal up to float rounding.
                 for (u, v) in zip(w1, w2) {
-                    if mixed {
-                        XCTAssertLessThan(maxAbsDiff(u, v), 1e-4, "\(d)")
-                    } else {
-                        XCTAssertEqual(u, v, "\(d)")
+                    for (x, y) in zip(u, v) {
+                        XCTAssertLessThanOrEqual(abs(x - y), (mixed ? 1e-5 : 2e-6) * max(1, abs(x)), "\(d) mixed: \(mixed)")
                     }
                 }
             }
@@ -110,19 +111,19 @@ final class CrossTokenizerTrainingTests: XCTestCase {
         return (dir, runFile)
     }
 
-    /// The student's chunk-level KL to a teacher with another tokenizer falls.
+    /// The student's chunk-level KL to a teacher with another tokenizer falls (sampled k1
+    /// estimates, seeded: 2.70 over the first 8 steps, 2.05 over the last 8 of 40).
     func testACrossTokenizerTeacherLowersTheChunkKL() throws {
-        let (dir, runFile) = try makeCrossSetup(steps: 24, teacherTemplate: "Q: {prompt}\\nA:")
-        let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: ["rollout.prompts_per_step=8", "train.lr=3e-2"]))
+        let (dir, runFile) = try makeCrossSetup(steps: 40, teacherTemplate: "Q: {prompt}\\nA:")
+        let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: ["rollout.prompts_per_step=8"]))
         trainer.showProgress = false
         XCTAssertEqual(trainer.pool.crossVocabularyTeachers, [0])
         XCTAssertNotNil(try trainer.train())
         let rows = try metricsRows(dir)
-        XCTAssertEqual(rows.map { $0["step"] as? Int }, Array(1...24))
+        XCTAssertEqual(rows.map { $0["step"] as? Int }, Array(1...40))
         let kl = rows.map { $0["chunk_kl_k1/teacher"] as! Double }
-        print("KLSERIES", kl.map { String(format: "%.2f", $0) }.joined(separator: " "), rows.map { String(format: "%.2f", $0["kl_k1/teacher"] as! Double) }.joined(separator: " "), rows.map { String(format: "%.1f", $0["response_length"] as! Double) }.joined(separator: " "))
-        let first = kl.prefix(6).reduce(0, +) / 6, last = kl.suffix(6).reduce(0, +) / 6
-        XCTAssertLessThan(last, 0.75 * first, "mean chunk KL of the first steps \(first), of the last \(last)")
+        let first = kl.prefix(8).reduce(0, +) / 8, last = kl.suffix(8).reduce(0, +) / 8
+        XCTAssertLessThan(last, 0.85 * first, "mean chunk KL of the first steps \(first), of the last \(last)")
         for key in ["kl_k1", "kl_k3", "chunk_kl_k1", "chunk_kl_k3", "kl_k1/teacher", "chunk_kl_k3/teacher", "reference_entropy"] {
             XCTAssertNotNil(rows[0][key], key)
         }
