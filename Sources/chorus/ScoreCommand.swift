@@ -94,6 +94,10 @@ struct Score: ParsableCommand {
 
         let names = p.names
         let num: (Float) -> String = JSONText.number
+        // With a cross-tokenizer teacher the scores are per chunk (docs/cross-tokenizer.md):
+        // "chunks" lists each chunk's [first, end) response positions; a chunk's log-probs sit
+        // on its last position.
+        let chunks = r.chunks.map { [("chunks", JSONText.array($0.map { JSONText.array([String(promptLength + $0.lowerBound), String(promptLength + $0.upperBound)]) }))] } ?? []
         emit(JSONText.object([
             ("positions", JSONText.array((promptLength..<ids.count).map(String.init))),
             ("teachers", JSONText.object(names.indices.map { k in
@@ -102,6 +106,6 @@ struct Score: ParsableCommand {
             ("reference", JSONText.array(r.logprobs.map(num))),
             ("reference_entropy", JSONText.array(r.entropy.map(num))),
             ("weights", JSONText.object(names.indices.map { (names[$0], JSONText.number(Float(r.weights[$0]))) })),
-        ]))
+        ] + chunks))
     }
 }

@@ -296,6 +296,18 @@ final class CrossTokenizerTests: XCTestCase {
         XCTAssertTrue(p.teachers[0] is CheckpointTeacher)
         XCTAssertEqual((p.teachers[1] as? CrossTokenizerTeacher)?.template?.text, "Q: {prompt}\nA:")
         XCTAssertEqual(p.vocabularySize, s.vocabSize)
+        // `chorus score` over the pool lists the chunks (response positions) of the cross teacher.
+        let manifest = tmp.appendingPathComponent("cli.toml")
+        try "student = \"student\"\n[[teacher]]\nname = \"far\"\npath = \"far\"\ncross_tokenizer = true\n"
+            .write(to: manifest, atomically: true, encoding: .utf8)
+        let ids = s.encode("2 + 3 =") + s.encode(" 5 naïve café", addSpecialTokens: false)
+        let (status, out, err) = try runChorus(["score", "--pool", manifest.path, "--aggregator", "arithmetic", "--prompt-length",
+                                                String(s.encode("2 + 3 =").count), "--tokens", ids.map(String.init).joined(separator: ",")])
+        XCTAssertEqual(status, 0, err)
+        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], out)
+        let chunks = try XCTUnwrap(o["chunks"] as? [[Int]], out)
+        XCTAssertEqual(chunks.first?.first, s.encode("2 + 3 =").count)
+        XCTAssertEqual(chunks.last?.last, ids.count)
         // Without cross_tokenizer the shared-vocabulary check refuses the teacher, as before.
         assertThrows(try pool("[[teacher]]\nname = \"far\"\npath = \"far\"\n"), containing: ["vocabulary mismatch"])
         assertThrows(try pool("[[teacher]]\nname = \"bare\"\npath = \"bare\"\ncross_tokenizer = true\n"),
