@@ -121,8 +121,10 @@ public struct TokenAligner {
         out.reserveCapacity(ids.count)
         var run: [UInt8] = [], runStart = 0
         var ls: [Int] = [], lt: [Int] = []
-        func flush(_ end: Int) throws {
-            defer { run.removeAll(keepingCapacity: true); runStart = end + 1 }
+        // Encodes the pending run of ordinary student tokens (bytes `run`, byte lengths `ls`,
+        // first token `runStart`) with the teacher's tokenizer and appends its chunks.
+        func flush() throws {
+            defer { run.removeAll(keepingCapacity: true); ls.removeAll(keepingCapacity: true) }
             if run.isEmpty { return }
             guard let t = teacherTokenizer.encode(bytes: run) else {
                 throw CrossTokenizerError.unencodable(teacher: teacher, text: String(decoding: run, as: UTF8.self),
@@ -155,7 +157,6 @@ public struct TokenAligner {
                     chunks.appendChunks(studentLengths: sp, teacherLengths: tp, studentBase: runStart, teacherBase: base)
                 }
             }
-            ls.removeAll(keepingCapacity: true)
         }
         for (i, id) in ids.enumerated() {
             guard studentBytes.contains(id) else { throw CrossTokenizerError.unknownStudentToken(teacher: teacher, token: id) }
@@ -166,7 +167,7 @@ public struct TokenAligner {
                 ls.append(n)
                 continue
             }
-            try flush(i)
+            try flush()
             // A special (or empty) token: the teacher's token of the same content, or its EOS.
             let content = String(decoding: studentBytes.span(id), as: UTF8.self)
             let mapped: Int
@@ -179,9 +180,8 @@ public struct TokenAligner {
             }
             chunks.appendPair(student: i, teacher: out.count)
             out.append(mapped)
-            runStart = i + 1
         }
-        try flush(ids.count)
+        try flush()
         return (out, chunks)
     }
 }
