@@ -304,7 +304,8 @@ extension OnPolicyTrainer {
     /// same-vocabulary pool), `chunk_kl_k1` / `chunk_kl_k3` the means over chunks; the same per
     /// teacher (`kl_k1/NAME`, …, `chunk_kl_k3/NAME`; null for a teacher not scored that step).
     func chunkKLMetrics(learner: ResponseScores, refs: [ReferenceScores], tokens: Int) -> [(String, JSONLine.Value)] {
-        func fields(_ suffix: String, _ ratios: [Double]) -> [(String, JSONLine.Value)] {
+        // `tokens`: the student tokens of the responses the ratios cover.
+        func fields(_ suffix: String, _ ratios: [Double], tokens: Int) -> [(String, JSONLine.Value)] {
             let k3 = ratios.map { Foundation.exp(-$0) - 1 + $0 }
             let empty = ratios.isEmpty
             return [("kl_k1" + suffix, .double(empty ? .nan : ratios.reduce(0, +) / Double(max(1, tokens)))),
@@ -312,12 +313,13 @@ extension OnPolicyTrainer {
                     ("chunk_kl_k1" + suffix, .double(mean(ratios))), ("chunk_kl_k3" + suffix, .double(mean(k3)))]
         }
         let chunks = refs.map(\.chunks)
-        var out = fields("", chunkLogRatios(student: learner.logprobs, reference: refs.map(\.logprobs), chunks: chunks).flatMap { $0 })
+        var out = fields("", chunkLogRatios(student: learner.logprobs, reference: refs.map(\.logprobs), chunks: chunks).flatMap { $0 },
+                         tokens: tokens)
         for (k, name) in pool.names.enumerated() {
             let scored = refs.indices.filter { refs[$0].teacherLogprobs[k] != nil }
             let ratios = chunkLogRatios(student: scored.map { learner.logprobs[$0] }, reference: scored.map { refs[$0].teacherLogprobs[k]! },
                                         chunks: scored.map { chunks[$0] })
-            out += fields("/\(name)", ratios.flatMap { $0 })
+            out += fields("/\(name)", ratios.flatMap { $0 }, tokens: scored.reduce(0) { $0 + learner.logprobs[$1].count })
         }
         return out
     }

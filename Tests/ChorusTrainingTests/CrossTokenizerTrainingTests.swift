@@ -129,6 +129,36 @@ final class CrossTokenizerTrainingTests: XCTestCase {
         }
     }
 
+    /// A pool mixing a same-tokenizer teacher (the student's own checkpoint) and a
+    /// cross-tokenizer one trains under every strategy; per-teacher chunk KLs are logged for
+    /// the teachers scored (routing leaves the other null in some steps).
+    func testMixedPoolsTrainUnderEveryAggregator() throws {
+        let (dir, runFile) = try makeCrossSetup(steps: 3)
+        try """
+        [[teacher]]
+        name = "near"
+        path = "student"
+        [[teacher]]
+        name = "teacher"
+        path = "teacher"
+        cross_tokenizer = true
+        """.write(to: dir.appendingPathComponent("pool.toml"), atomically: true, encoding: .utf8)
+        for agg in ["arithmetic", "geometric", "hard-switch", "soft-switch", "random", "control-token"] {
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent("out"))
+            let trainer = try OnPolicyTrainer(config: try OnPolicyConfig(contentsOf: runFile, overrides: ["teachers.aggregator=\"\(agg)\""]))
+            trainer.showProgress = false
+            XCTAssertEqual(trainer.pool.crossVocabularyTeachers, [1], agg)
+            XCTAssertNotNil(try trainer.train(), agg)
+            let rows = try metricsRows(dir)
+            XCTAssertEqual(rows.count, 3, agg)
+            for r in rows {
+                XCTAssertTrue((r["kl_k1"] as? Double)?.isFinite ?? false, agg)
+                let scored = ["near", "teacher"].filter { (r["weight/\($0)"] as? Double ?? 0) > 0 }
+                for name in scored { XCTAssertTrue((r["chunk_kl_k1/\(name)"] as? Double)?.isFinite ?? false, "\(agg) \(name)") }
+            }
+        }
+    }
+
     func testFullVocabularyAndTeacherEntropyFilterAreRefusedNamingTheTeacher() throws {
         let (_, runFile) = try makeCrossSetup(steps: 2)
         for (set, feature) in [("objective.full_vocabulary=true", "objective.full_vocabulary"), ("filter.by=\"teacher-entropy\"", "teacher-entropy")] {
