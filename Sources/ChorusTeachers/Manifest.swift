@@ -28,6 +28,13 @@ public struct TeacherSpec: Sendable, Equatable {
     public var privileged: String?
     /// The server settings of a remote teacher (`kind = "vllm"` or `"sglang"`), else nil.
     public var remote: RemoteSpec? = nil
+    /// `cross_tokenizer = true`: the checkpoint may have its own tokenizer.json; when its
+    /// content differs from the student's, it scores the re-tokenized text per chunk
+    /// (docs/cross-tokenizer.md). Checkpoint teachers only.
+    public var crossTokenizer = false
+    /// `chat_template`: the teacher's prompt rendering, `{prompt}` exactly once (cross-tokenizer
+    /// teachers only).
+    public var chatTemplate: String? = nil
 }
 
 /// A teacher pool manifest (TOML), teachers listed weakest first (curriculum order).
@@ -42,6 +49,11 @@ public struct TeacherSpec: Sendable, Equatable {
 /// name = "self"
 /// kind = "self"                   # optional; default "checkpoint"
 /// privileged = "Solution: {answer}\n{prompt}"
+/// [[teacher]]
+/// name = "other-family"
+/// path = "demo/other"
+/// cross_tokenizer = true          # may have its own tokenizer.json (docs/cross-tokenizer.md)
+/// chat_template = "User: {prompt}\nAssistant:"   # optional, cross-tokenizer teachers only
 /// ```
 /// Paths are relative to the manifest file. A self-teacher with `path` is a frozen copy of
 /// that checkpoint; without `path` it is the pool's student (`student =` here, overridden by
@@ -112,9 +124,16 @@ public struct PoolManifest: Sendable, Equatable {
             } else if kind == .selfTeacher {
                 throw t.error("privileged", "missing (a self-teacher needs a template with {prompt})")
             }
+            let cross = try t.bool("cross_tokenizer") ?? false
+            if cross, kind != .checkpoint { throw t.error("cross_tokenizer", "only allowed for kind = \"checkpoint\"") }
+            let chat = try t.string("chat_template")
+            if let c = chat {
+                if !cross { throw t.error("chat_template", "only allowed with cross_tokenizer = true (a same-tokenizer teacher sees the student's prompt ids)") }
+                do { _ = try ChatTemplate(c, teacher: name) } catch { throw t.error("chat_template", "\(error)") }
+            }
             try t.finish()
             specs.append(TeacherSpec(name: name, kind: kind, path: url, weight: weight ?? 1, weightGiven: weight != nil,
-                                     privileged: privileged, remote: remote))
+                                     privileged: privileged, remote: remote, crossTokenizer: cross, chatTemplate: chat))
         }
         try root.finish()
         // The largest weight, not the sum: 1e308 + 1e308 overflows but is a fine pair of weights.

@@ -2,10 +2,17 @@ import ChorusTensor
 import Foundation
 
 /// The reference scores of one response.
+///
+/// Per token (`chunks` nil), or per chunk when a cross-tokenizer teacher scored the response
+/// (`chunks` the student token ranges, see docs/cross-tokenizer.md). A chunk's log-prob sits on
+/// its last token and the chunk's other tokens hold 0, so the sum of `logprobs` (or of a
+/// teacher's `teacherLogprobs`) over any run of whole chunks is that run's log-prob.
 public struct ReferenceScores {
-    /// log π_ref(y_t) per response token.
+    /// log π_ref(y_t) per response token; with `chunks`, log π_ref(chunk) on each chunk's last
+    /// token and 0 on its other tokens.
     public var logprobs: [Float]
-    /// Entropy (nats) of the whole aggregated distribution π_ref at each token.
+    /// Entropy (nats) of the whole aggregated distribution π_ref at each token; NaN for a
+    /// chunked response (the chunk distributions' entropies are not computed).
     public var entropy: [Float]
     /// The group's teacher weights (the aggregator's mixture for the group).
     public var weights: [Double]
@@ -20,4 +27,8 @@ public struct ReferenceScores {
     /// True when some active teacher's scores came from top-k records (cache) rather than
     /// full distributions; see `TopKApproximation`.
     public var approximate: Bool
+    /// The student token ranges of the chunks (contiguous, covering the response) when the
+    /// response was scored per chunk; nil when it was scored per token (every teacher shares
+    /// the student's vocabulary).
+    public var chunks: [Range<Int>]? = nil
 }

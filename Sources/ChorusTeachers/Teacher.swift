@@ -15,12 +15,16 @@ public struct ScoringGroup: Sendable {
     public var index: Int
     /// Values for a self-teacher's privileged template, e.g. `["answer": "42"]`.
     public var privileged: [String: String]
+    /// The prompt's text, when known (the prompt file's): what a cross-tokenizer teacher
+    /// renders with its own chat template and tokenizer. Nil: it decodes `prompt`.
+    public var promptText: String?
 
-    public init(prompt: [Int], responses: [[Int]], index: Int = 0, privileged: [String: String] = [:]) {
+    public init(prompt: [Int], responses: [[Int]], index: Int = 0, privileged: [String: String] = [:], promptText: String? = nil) {
         self.prompt = prompt
         self.responses = responses
         self.index = index
         self.privileged = privileged
+        self.promptText = promptText
     }
 }
 

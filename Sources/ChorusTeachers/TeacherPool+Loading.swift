@@ -1,4 +1,6 @@
+import ChorusCache
 import ChorusModel
+import ChorusTokenizer
 import Foundation
 
 /// Where the pool finds the student: its directory (tokenizer.json, config.json, weights for a
@@ -40,14 +42,39 @@ extension TeacherPool {
                 throw PoolError.noStudent(file: file, teacher: t.name)
             }
         }
-        let (members, remoteVocabularySize) = try vocabularyMembers(m, studentDirectory: studentDir)
+        // A cross_tokenizer teacher whose tokenizer.json has the student's content (SHA-256)
+        // is an ordinary teacher; otherwise it is aligned through both tokenizers.
+        var crossTokenizers: [String: (student: URL, teacher: URL)] = [:]
+        for (i, t) in m.teachers.enumerated() where t.crossTokenizer {
+            let own = t.path!.appendingPathComponent("tokenizer.json")
+            guard fm.fileExists(atPath: own.path) else {
+                throw PoolError.tokenizerNotFound(file: file, field: "teacher[\(i)].path ('\(t.name)')", path: own.path)
+            }
+            let stu = (studentDir ?? own.deletingLastPathComponent()).appendingPathComponent("tokenizer.json")
+            guard studentDir != nil, fm.fileExists(atPath: stu.path) else {
+                throw PoolError.tokenizerNotFound(file: file, field: studentDir == nil ? "student" : "student ('\(t.name)')", path: stu.path)
+            }
+            if try fileHash(own) != fileHash(stu) { crossTokenizers[t.name] = (stu, own) }
+        }
+        let (members, remoteVocabularySize) = try vocabularyMembers(m, studentDirectory: studentDir, excluding: Set(crossTokenizers.keys))
         let vocabularies = try VocabularyCheck.check(members)
 
         var teachers: [any Teacher] = []
         for t in m.teachers {
             switch t.kind {
             case .checkpoint:
-                teachers.append(try CheckpointTeacher(name: t.name, directory: t.path!))
+                let inner = try CheckpointTeacher(name: t.name, directory: t.path!)
+                if let files = crossTokenizers[t.name] {
+                    let st = try Tokenizer(contentsOf: files.student), tt = try Tokenizer(contentsOf: files.teacher)
+                    let studentEOS = try ModelConfig(contentsOf: studentDir!.appendingPathComponent("config.json")).eosTokenIds
+                    let aligner = try TokenAligner(teacher: t.name, studentTokenizer: st, teacherTokenizer: tt, studentEOS: studentEOS,
+                                                   teacherEOS: inner.source.config.eosTokenIds, studentFile: files.student.path,
+                                                   teacherFile: files.teacher.path)
+                    teachers.append(CrossTokenizerTeacher(inner: inner, aligner: aligner,
+                                                          template: try t.chatTemplate.map { try ChatTemplate($0, teacher: t.name) }))
+                } else {
+                    teachers.append(inner)
+                }
             case .selfTeacher:
                 let template = try PrivilegedTemplate(t.privileged!, teacher: t.name)
                 let dir = t.path ?? studentDir!
@@ -77,7 +104,8 @@ extension TeacherPool {
     /// The models whose vocabularies must agree (`VocabularyCheck`), teachers first so the
     /// teachers' V is the reference (the student may add control rows), and the V of each
     /// remote teacher by name (read from the manifest or local files; no server is contacted).
-    static func vocabularyMembers(_ m: PoolManifest, studentDirectory studentDir: URL?) throws
+    /// Teachers named in `cross` (cross-tokenizer teachers) are left out: they keep their own vocabulary.
+    static func vocabularyMembers(_ m: PoolManifest, studentDirectory studentDir: URL?, excluding cross: Set<String> = []) throws
         -> ([VocabularyCheck.Member], [String: Int]) {
         var members: [VocabularyCheck.Member] = []
         if let s = studentDir {
@@ -85,7 +113,7 @@ extension TeacherPool {
             members.append(.init(directory: s, vocabSize: cfg.vocabSize, isStudent: true))
         }
         var remoteVocabularySize: [String: Int] = [:]
-        for t in m.teachers {
+        for t in m.teachers where !cross.contains(t.name) {
             if let r = t.remote {
                 let v = try RemoteTeacher.vocabularySize(r)
                 remoteVocabularySize[t.name] = v
@@ -100,4 +128,12 @@ extension TeacherPool {
         members.sort { !$0.isStudent && $1.isStudent }
         return (members, remoteVocabularySize)
     }
+}
+
+/// SHA-256 of a file's bytes (tokenizer.json identity: content, not path).
+func fileHash(_ url: URL) throws -> [UInt8] {
+    guard let d = FileManager.default.contents(atPath: url.path) else {
+        throw VocabularyError.unreadable(file: url.path, reason: "file not found or unreadable")
+    }
+    return SHA256.hash(d)
 }

@@ -16,6 +16,10 @@ extension TeacherPool {
         if aggregator.teacherCount != teachers.count {
             throw PoolError.aggregatorSize(aggregator: aggregator.teacherCount, teachers: teachers.count)
         }
+        if !crossVocabularyTeachers.isEmpty {
+            return try scoreChunked(groups, aggregator: aggregator, progress: progress, scoreInactive: scoreInactive,
+                                    keepDistribution: keepDistribution)
+        }
         var mixtures: [Mixture] = [], teacherGroups: [ScoringGroup] = []
         for g in groups {
             mixtures.append(try aggregator.mixture(AggregationContext(progress: progress, group: g.index)))
@@ -150,7 +154,7 @@ extension TeacherPool {
                 recs.append(r)
             }
             if recs.count == g.responses.count {
-                out[i] = GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: vocabularySize), record: nil)
+                out[i] = GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: t.vocabularySize), record: nil)
             } else {
                 missing.append((i, ctx))
             }

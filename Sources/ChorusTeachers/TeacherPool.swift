@@ -10,6 +10,11 @@ public enum PoolError: Error, CustomStringConvertible, Equatable {
     case vocabularyMismatch(teacher: String, vocabSize: Int, expected: Int)
     case aggregatorSize(aggregator: Int, teachers: Int)
     case badGroup(String)
+    /// A cross-tokenizer teacher without a tokenizer.json, or a pool without the student's.
+    case tokenizerNotFound(file: String, field: String, path: String)
+    /// A feature that needs every teacher to share the student's vocabulary, asked of a pool
+    /// holding a cross-tokenizer teacher.
+    case needsSharedVocabulary(feature: String, teacher: String)
 
     public var description: String {
         switch self {
@@ -19,6 +24,10 @@ public enum PoolError: Error, CustomStringConvertible, Equatable {
         case let .vocabularyMismatch(t, v, e): return "teacher '\(t)' has vocab_size \(v), the pool \(e)"
         case let .aggregatorSize(a, t): return "the aggregator is for \(a) teachers but the pool has \(t)"
         case let .badGroup(r): return "bad prompt group: \(r)"
+        case let .tokenizerNotFound(f, k, p):
+            return "\(f): \(k): tokenizer '\(p)' not found (a cross_tokenizer teacher is aligned to the student through both tokenizers)"
+        case let .needsSharedVocabulary(f, t):
+            return "\(f) needs every teacher to share the student's vocabulary, but teacher '\(t)' has its own tokenizer (cross-tokenizer teachers give chunk log-probs only; see docs/cross-tokenizer.md)"
         }
     }
 }
@@ -47,14 +56,28 @@ public final class TeacherPool {
 
     public var names: [String] { teachers.map(\.name) }
 
+    /// Indices of the teachers with their own tokenizer (scored per chunk).
+    public var crossVocabularyTeachers: [Int] { teachers.indices.filter { isCrossVocabulary(teachers[$0]) } }
+
+    /// Throws `PoolError.needsSharedVocabulary` naming the first cross-tokenizer teacher when
+    /// there is one: for features that need teacher distributions over the student's
+    /// vocabulary (the full-vocabulary objective, top-k or full-row aggregation, filters on
+    /// the reference entropy).
+    public func requireSharedVocabulary(for feature: String) throws {
+        if let k = crossVocabularyTeachers.first { throw PoolError.needsSharedVocabulary(feature: feature, teacher: teachers[k].name) }
+    }
+
     /// A pool over teachers built in code; `weights` nil means uniform.
     public init(teachers: [any Teacher], weights: [Double]? = nil, manifest: PoolManifest? = nil,
                 studentVocabulary: TokenVocabulary? = nil, studentVocabularySize: Int? = nil) throws {
         if teachers.isEmpty { throw AggregatorError.noTeachers }
         self.teachers = teachers
         self.weights = try normalizedWeights(weights, count: teachers.count)
-        vocabularySize = teachers[0].vocabularySize
-        for t in teachers where t.vocabularySize != vocabularySize {
+        // Cross-tokenizer teachers have their own V; the others share the student's.
+        let shared = teachers.filter { !isCrossVocabulary($0) }
+        vocabularySize = shared.first?.vocabularySize ?? studentVocabularySize
+            ?? (teachers[0] as? CrossTokenizerTeacher)?.aligner.studentTokenizer.vocabSize ?? 0
+        for t in shared where t.vocabularySize != vocabularySize {
             throw PoolError.vocabularyMismatch(teacher: t.name, vocabSize: t.vocabularySize, expected: vocabularySize)
         }
         self.manifest = manifest

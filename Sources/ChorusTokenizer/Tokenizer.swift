@@ -176,14 +176,81 @@ public final class Tokenizer: @unchecked Sendable {
     /// special tokens written in the text are recognised, and the post-processor's template
     /// (e.g. Llama-3's `<|begin_of_text|>`) is applied. No BOS/EOS is added otherwise.
     public func encode(_ text: String) -> [Int] {
-        var out = postProcessor.prefix
-        let bytes = Array(text.utf8)
+        encode(text, addSpecialTokens: true)
+    }
+
+    /// Encodes `text`; with `addSpecialTokens` false the post-processor's template (BOS/EOS of
+    /// `TemplateProcessing`) is left out, as HF's `encode(text, add_special_tokens=False)`.
+    /// Special tokens written in the text are still recognised.
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int] {
+        var out: [Int] = []
+        encodeText(Array(text.utf8), addSpecialTokens: addSpecialTokens, into: &out)
+        return out
+    }
+
+    /// Encodes raw bytes so that the tokens spell exactly those bytes (what aligns another
+    /// tokenizer's tokens to these by byte offsets): the normalizer is not applied (NFC text,
+    /// the common case, is unchanged by an NFC normalizer anyway), nor the post-processor's
+    /// template; the bytes need not be valid UTF-8 (a response cut inside a character): each
+    /// maximal valid stretch is encoded as text, and each byte of an invalid stretch as its
+    /// own byte-level token. Returns nil when such a byte has no single-byte token.
+    public func encode(bytes: [UInt8]) -> [Int]? {
+        var out: [Int] = []
+        var start = 0, i = 0
+        var it = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        while true {
+            switch parser.parseScalar(from: &it) {
+            case let .valid(s):
+                i += s.count
+            case let .error(length):
+                if start < i { encodeText(Array(bytes[start..<i]), addSpecialTokens: false, normalize: false, into: &out) }
+                for b in bytes[i..<(i + length)] {
+                    guard let id = model.vocab[alphabet.encode(CollectionOfOne(b))] else { return nil }
+                    out.append(id)
+                }
+                i += length
+                start = i
+            case .emptyInput:
+                if start < i { encodeText(Array(bytes[start..<i]), addSpecialTokens: false, normalize: false, into: &out) }
+                return out
+            }
+        }
+    }
+
+    /// The bytes each token id contributes to a decode (`decode` concatenates them), as one
+    /// flat table: what aligns two tokenizations of one text by byte offsets. Nil unless the
+    /// decoder is ByteLevel (a decoder that joins tokens with spaces has no such spans).
+    public func byteTable() -> TokenByteTable? {
+        guard case .byteLevel = decoder else { return nil }
+        var bytes: [UInt8] = [], offsets: [Int] = [0], special: [Bool] = []
+        let n = vocabSize
+        offsets.reserveCapacity(n + 1)
+        special.reserveCapacity(n)
+        for id in 0..<n {
+            if let k = addedIndexById[id] {
+                bytes += Array(addedTokens[k].content.utf8)
+                special.append(addedTokens[k].special)
+            } else if id < model.tokens.count, let t = model.tokens[id] {
+                bytes += alphabet.decode(t) ?? Array(t.utf8)
+                special.append(false)
+            } else {
+                special.append(false)
+            }
+            offsets.append(bytes.count)
+        }
+        return TokenByteTable(bytes: bytes, offsets: offsets, special: special, known: (0..<n).map { idToToken($0) != nil })
+    }
+
+    /// The encoding pipeline over UTF-8 bytes, appending to `out`.
+    private func encodeText(_ bytes: [UInt8], addSpecialTokens: Bool, normalize: Bool = true, into out: inout [Int]) {
+        if addSpecialTokens { out += postProcessor.prefix }
         for segment in rawMatcher.split(bytes, 0..<bytes.count) {
             switch segment {
             case let .token(id): out.append(id)
             case let .text(range):
                 var piece = Array(bytes[range])
-                if let normalizer { piece = normalizer.apply(piece) }
+                if normalize, let normalizer { piece = normalizer.apply(piece) }
                 for inner in normalizedMatcher.split(piece, 0..<piece.count) {
                     switch inner {
                     case let .token(id): out.append(id)
@@ -192,8 +259,7 @@ public final class Tokenizer: @unchecked Sendable {
                 }
             }
         }
-        out += postProcessor.suffix
-        return out
+        if addSpecialTokens { out += postProcessor.suffix }
     }
 
     /// Runs pre-tokenizer step `step` on `text[range]` and the model on the resulting words.
@@ -322,4 +388,27 @@ public struct AddedTokenEntry: Sendable, Equatable {
         self.content = content
         self.special = special
     }
+}
+
+/// The bytes of every token id of a byte-level tokenizer, flat: token `id` decodes to
+/// `bytes[offsets[id] ..< offsets[id + 1]]` (an added token to its UTF-8 content). Built once
+/// per tokenizer (`Tokenizer.byteTable()`), so byte spans of a token sequence are lookups.
+public struct TokenByteTable: Sendable {
+    /// All tokens' bytes, concatenated in id order.
+    public let bytes: [UInt8]
+    /// (V + 1) offsets into `bytes`.
+    public let offsets: [Int]
+    /// Whether id is a special added token (V).
+    public let special: [Bool]
+    /// Whether id names a token at all (V).
+    public let known: [Bool]
+
+    /// Number of ids V.
+    public var count: Int { special.count }
+    /// Whether `id` is in [0, V) and names a token.
+    public func contains(_ id: Int) -> Bool { id >= 0 && id < count && known[id] }
+    /// Byte length of token `id` (which must be `contains(id)`).
+    public func length(_ id: Int) -> Int { offsets[id + 1] - offsets[id] }
+    /// The bytes of token `id`.
+    public func span(_ id: Int) -> ArraySlice<UInt8> { bytes[offsets[id]..<offsets[id + 1]] }
 }

@@ -91,6 +91,9 @@ public final class OnPolicyTrainer {
         pool = try TeacherPool.load(manifest: config.pool, student: StudentSource(
             directory: config.student, liveModel: config.followSelfTeacher ? model : nil))
         options.weights = pool.weights
+        // Cross-tokenizer teachers give chunk log-probs only: no rows over the student's vocabulary.
+        if config.fullVocabulary { try pool.requireSharedVocabulary(for: "objective.full_vocabulary = true") }
+        if config.filter == .teacherEntropy { try pool.requireSharedVocabulary(for: "filter.by = \"teacher-entropy\"") }
         if let dir = config.cache { pool.store = try ScoreCacheStore(directory: dir) }
         aggregator = try AggregatorFactory.make(name: config.aggregator, teacherCount: pool.teachers.count, options: options)
         for p in promptIds { try model.checkTokens(p) }
@@ -168,7 +171,7 @@ public final class OnPolicyTrainer {
         // 2. Score and aggregate: one group per prompt, at progress p.
         let groups = picked.indices.map { j in
             ScoringGroup(prompt: studentPrompts[j], responses: rollouts[(j * G)..<(j * G + G)].map { Array($0.response) },
-                         index: groupIndex[j], privileged: prompts[picked[j]].fields)
+                         index: groupIndex[j], privileged: prompts[picked[j]].fields, promptText: prompts[picked[j]].prompt)
         }
         let before = pool.store?.hitsAndMisses() ?? [:]
         let refs = try pool.score(groups, aggregator: aggregator, progress: progress, keepDistribution: c.fullVocabulary).flatMap { $0 }
@@ -188,7 +191,12 @@ public final class OnPolicyTrainer {
 
         // 4. Weights: −f′(r) (discounted, scaled), rollout correction, token filter, clipping,
         //    whitening, loss normalisation.
-        var advantage = divergenceWeights(student: learner.logprobs, reference: refLogprobs, divergence: c.divergence)
+        // A response scored per chunk (a cross-tokenizer teacher) gives every token of chunk c
+        // the chunk's log r_c; otherwise log r_t per token.
+        let chunked = refs.contains { $0.chunks != nil }
+        let logRatios = chunked ? tokenLogRatios(student: learner.logprobs, reference: refLogprobs, chunks: refs.map(\.chunks)) : nil
+        var advantage = logRatios.map { divergenceWeights(logRatios: $0, divergence: c.divergence) }
+            ?? divergenceWeights(student: learner.logprobs, reference: refLogprobs, divergence: c.divergence)
         advantage = discounted(advantage, gamma: c.gamma).map { $0.map { $0 * Float(c.coefficient) } }
         let (isWeights, masked) = correctionWeights(learner: learner.logprobs, rollout: rollouts.map(\.logprobs),
                                                     mode: c.correction, lo: c.correctionLo, hi: c.correctionHi)
@@ -197,7 +205,7 @@ public final class OnPolicyTrainer {
         if let by = c.filter {
             let scores: [[Float]]
             switch by {
-            case .kl: scores = zip(learner.logprobs, refLogprobs).map { zip($0, $1).map { abs($0 - $1) } }
+            case .kl: scores = logRatios?.map { $0.map(abs) } ?? zip(learner.logprobs, refLogprobs).map { zip($0, $1).map { abs($0 - $1) } }
             case .studentEntropy: scores = learner.entropy
             case .teacherEntropy: scores = refs.map(\.entropy)
             }
@@ -253,11 +261,16 @@ public final class OnPolicyTrainer {
                  cacheAfter: [String: (hits: Int, misses: Int)], clock: StepClock) -> [(String, JSONLine.Value)] {
         let lr = zip(learner.logprobs.joined(), refs.map(\.logprobs).joined()).map { Double($0) - Double($1) }
         let tokens = lr.count
-        var out: [(String, JSONLine.Value)] = [
-            ("kl_k1", .double(mean(lr))),
-            ("kl_k3", .double(mean(lr.map { Foundation.exp(-$0) - 1 + $0 }))),
-        ]
-        for (k, name) in pool.names.enumerated() {
+        var out: [(String, JSONLine.Value)] = []
+        if pool.crossVocabularyTeachers.isEmpty {
+            out += [
+                ("kl_k1", .double(mean(lr))),
+                ("kl_k3", .double(mean(lr.map { Foundation.exp(-$0) - 1 + $0 }))),
+            ]
+        } else {
+            out += chunkKLMetrics(learner: learner, refs: refs, tokens: tokens)
+        }
+        for (k, name) in pool.names.enumerated() where pool.crossVocabularyTeachers.isEmpty {
             var d: [Double] = []
             for (i, r) in refs.enumerated() {
                 guard let t = r.teacherLogprobs[k] else { continue }
@@ -273,7 +286,8 @@ public final class OnPolicyTrainer {
         let rhos = zip(learner.logprobs.joined(), rollouts.flatMap(\.logprobs)).map { Foundation.exp(Double($0) - Double($1)) }
         out += [
             ("student_entropy", .double(mean(learner.entropy.joined().map(Double.init)))),
-            ("reference_entropy", .double(mean(refs.flatMap(\.entropy).map(Double.init)))),
+            ("reference_entropy", .double(pool.crossVocabularyTeachers.isEmpty ? mean(refs.flatMap(\.entropy).map(Double.init))
+                                                : mean(refs.flatMap(\.entropy).filter { !$0.isNaN }.map(Double.init)))),
             ("response_length", .double(Double(tokens) / Double(max(1, rollouts.count)))),
             ("ppl_drift", .double(mean(drift))),
             ("masked_fraction", .double(fraction(masked))),
@@ -290,6 +304,34 @@ public final class OnPolicyTrainer {
         }
         out += [("cache_hits", .int(hits)), ("cache_misses", .int(misses))]
         for (name, s) in clock.laps { out.append(("seconds_\(name)", .double(s))) }
+        return out
+    }
+}
+
+extension OnPolicyTrainer {
+    /// KL metrics of a pool with a cross-tokenizer teacher, from chunk log-ratios log r_c
+    /// (a token-scored response counts each token as a chunk): `kl_k1` = Σ_c log r_c / tokens
+    /// and `kl_k3` = Σ_c (1/r_c − 1 + log r_c) / tokens (per student token, as in a
+    /// same-vocabulary pool), `chunk_kl_k1` / `chunk_kl_k3` the means over chunks; the same per
+    /// teacher (`kl_k1/NAME`, …, `chunk_kl_k3/NAME`; null for a teacher not scored that step).
+    func chunkKLMetrics(learner: ResponseScores, refs: [ReferenceScores], tokens: Int) -> [(String, JSONLine.Value)] {
+        // `tokens`: the student tokens of the responses the ratios cover.
+        func fields(_ suffix: String, _ ratios: [Double], tokens: Int) -> [(String, JSONLine.Value)] {
+            let k3 = ratios.map { Foundation.exp(-$0) - 1 + $0 }
+            let empty = ratios.isEmpty
+            return [("kl_k1" + suffix, .double(empty ? .nan : ratios.reduce(0, +) / Double(max(1, tokens)))),
+                    ("kl_k3" + suffix, .double(empty ? .nan : k3.reduce(0, +) / Double(max(1, tokens)))),
+                    ("chunk_kl_k1" + suffix, .double(mean(ratios))), ("chunk_kl_k3" + suffix, .double(mean(k3)))]
+        }
+        let chunks = refs.map(\.chunks)
+        var out = fields("", chunkLogRatios(student: learner.logprobs, reference: refs.map(\.logprobs), chunks: chunks).flatMap { $0 },
+                         tokens: tokens)
+        for (k, name) in pool.names.enumerated() {
+            let scored = refs.indices.filter { refs[$0].teacherLogprobs[k] != nil }
+            let ratios = chunkLogRatios(student: scored.map { learner.logprobs[$0] }, reference: scored.map { refs[$0].teacherLogprobs[k]! },
+                                        chunks: scored.map { chunks[$0] })
+            out += fields("/\(name)", ratios.flatMap { $0 }, tokens: scored.reduce(0) { $0 + learner.logprobs[$1].count })
+        }
         return out
     }
 }

@@ -45,6 +45,39 @@ public func divergenceWeights(student: [[Float]], reference: [[Float]], divergen
     }
 }
 
+/// Per-chunk log-ratios log r_c = Σ_{t∈c} student_t − Σ_{t∈c} reference_t for each response
+/// (T_i tokens) cut into `chunks[i]` (contiguous student token ranges; nil: every token is a
+/// chunk). Summed in Double; a one-token chunk gives exactly Double(s) − Double(r).
+public func chunkLogRatios(student: [[Float]], reference: [[Float]], chunks: [[Range<Int>]?]) -> [[Double]] {
+    (0..<student.count).map { i in
+        let s = student[i], r = reference[i]
+        guard let cs = chunks[i] else { return zip(s, r).map { Double($0) - Double($1) } }
+        return cs.map { c in
+            var a = 0.0, b = 0.0
+            for t in c { a += Double(s[t]); b += Double(r[t]) }
+            return a - b
+        }
+    }
+}
+
+/// Per-token log r_t where each token carries its chunk's log-ratio (the rule of
+/// docs/cross-tokenizer.md: every student token of chunk c gets log r_c, so its weight
+/// −f′(r_c) multiplies Σ_{t∈c} ∇log π_θ(y_t) = ∇log π_θ(c)). (T_i) per response.
+public func tokenLogRatios(student: [[Float]], reference: [[Float]], chunks: [[Range<Int>]?]) -> [[Float]] {
+    let perChunk = chunkLogRatios(student: student, reference: reference, chunks: chunks)
+    return (0..<student.count).map { i in
+        guard let cs = chunks[i] else { return perChunk[i].map { Float($0) } }
+        var out = [Float](repeating: 0, count: student[i].count)
+        for (c, l) in zip(cs, perChunk[i]) { for t in c { out[t] = Float(l) } }
+        return out
+    }
+}
+
+/// Per-token weights A_t = −f′(r_t) from log r_t.
+public func divergenceWeights(logRatios: [[Float]], divergence: Divergence) -> [[Float]] {
+    logRatios.map { $0.map { Float(divergence.weight(logRatio: Double($0))) } }
+}
+
 /// Discounted sums Â_t = Σ_{s≥t} γ^(s−t) A_s along each response (γ = 0: unchanged).
 public func discounted(_ a: [[Float]], gamma: Double) -> [[Float]] {
     if gamma == 0 { return a }

@@ -102,6 +102,10 @@ struct Score: ParsableCommand {
 
         let names = p.names
         let num: (Float) -> String = JSONText.number
+        // With a cross-tokenizer teacher the scores are per chunk (docs/cross-tokenizer.md):
+        // "chunks" lists each chunk's [first, end) response positions; a chunk's log-probs sit
+        // on its last position.
+        let chunks = r.chunks.map { [("chunks", JSONText.array($0.map { JSONText.array([String(promptLength + $0.lowerBound), String(promptLength + $0.upperBound)]) }))] } ?? []
         var fields = [
             ("positions", JSONText.array((promptLength..<ids.count).map(String.init))),
             ("teachers", JSONText.object(names.indices.map { k in
@@ -118,6 +122,6 @@ struct Score: ParsableCommand {
                 ("token_strings", TextOutput.tokenStrings(response, tok)),
             ]
         }
-        emit(JSONText.object(fields))
+        emit(JSONText.object(fields + chunks))
     }
 }
