@@ -296,17 +296,17 @@ public struct BenchmarkMixture: Sendable {
 extension BenchmarkMixture {
     /// Generates `jsonl(split:count:seed:)` and writes it atomically to `url` (a reader sees no
     /// file or the complete one). Returns how many problems each benchmark gave, in component
-    /// order. Throws `FileWriteError` naming the file when its directory is missing or the
+    /// order. Throws `InputFileError` naming the file when its directory is missing or the
     /// path is a directory, before anything is generated.
     @discardableResult
     public func write(split: Benchmark.Split, count: Int, seed: UInt64, to url: URL) throws -> [(benchmark: String, count: Int)] {
         var isDir: ObjCBool = false
         let dir = url.deletingLastPathComponent().path
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
-            throw FileWriteError(file: url.path, detail: "is a directory")
+            throw InputFileError(path: url.path, problem: "is a directory")
         }
         if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
-            throw FileWriteError(file: url.path, detail: "directory \(dir) does not exist")
+            throw InputFileError(path: url.path, problem: "directory \(dir) does not exist")
         }
         let (bytes, counts) = try jsonlCounted(split: split, count: count, seed: seed)
         try AtomicFile.write(bytes, to: url)
