@@ -58,6 +58,10 @@ test: deps
 demo: build
 	@bash scripts/demo.sh "$(BIN)"
 
+## Rebuild the bundled teacher ladder teachers/ from scratch (scripts/make_teachers.sh, ~10 min).
+teachers: build
+	@bash scripts/make_teachers.sh "$(BIN)"
+
 ## Throughput of the built-in shapes.
 bench: build
 	"$(BIN)" bench --shape qwen3-10m --json --teachers

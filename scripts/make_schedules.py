@@ -41,7 +41,8 @@ VARIANTS = [
                            "scores with the initial student; \"follow\" scores with the current one."],
      {"teachers": {"pool": '"pools/self.toml"', "self_teacher": '"frozen"'}}),
     ("objectives/reverse-kl.toml", ["Divergence reverse-kl (k1): token weight A = -log r, r = pi_student / pi_ref, minimising",
-                                    "KL(student || reference): mode-seeking. Same as default.toml."], {}),
+                                    "KL(student || reference): mode-seeking, the sampled-token estimate (default.toml uses the full vocabulary)."],
+     {"objective": {"full_vocabulary": "false"}}),
     ("objectives/forward-kl.toml", ["Divergence forward-kl: A = 1/r, minimising KL(reference || student): mass-covering."],
      {"objective": {"divergence": '"forward-kl"'}}),
     ("objectives/jensen-shannon.toml", ["Divergence jensen-shannon: A = -1/2 log(2r / (1 + r)); bounded, between the two KLs."],
@@ -53,10 +54,9 @@ VARIANTS = [
      {"objective": {"divergence": '"tsallis"', "tsallis_alpha": "0.5"}}),
     ("objectives/naive-k3.toml", ["Divergence naive-k3: A = -(1/r - 1 + log r), the k3 KL estimate used as a weight. An",
                                   "ablation only: it is a biased gradient (compare with reverse-kl.toml)."],
-     {"objective": {"divergence": '"naive-k3"'}}),
+     {"objective": {"divergence": '"naive-k3"', "full_vocabulary": "false"}}),
     ("objectives/full-vocabulary.toml", ["Reverse KL computed exactly over the whole vocabulary at each sampled prefix (a dense",
-                                         "objective from the teachers' full distributions) instead of the sampled-token estimate."],
-     {"objective": {"full_vocabulary": "true"}}),
+                                         "objective from the teachers' full distributions) instead of the sampled-token estimate. Same as default.toml."], {}),
     # The three corrections sample from bf16 weights, so there is a rollout/learner mismatch to
     # correct; they differ from each other in correction.mode only.
     ("corrections/mask.toml", ["Correction mask (MIS/IcePop): a token whose learner/rollout ratio rho lies outside",

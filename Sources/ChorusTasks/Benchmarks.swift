@@ -65,7 +65,10 @@ public enum BenchmarkError: Error, CustomStringConvertible, Equatable {
 ///   `"237+682="` -> `"919"`, `"967+921="` -> `"8881"`.
 /// - `add4` (out-of-distribution): the same with a, b in 1000...9999.
 /// - `max3` (retention): `"max \(a) \(b)="`, a, b in 100...999; the answer is `String(max(a, b))`
-///   (not reversed): a skill the base student has and on-policy distillation does not train.
+///   (not reversed): a second skill that on-policy distillation on `add3` does not train.
+/// - `rev` (retention): `"rev \(w)="`, w 3 to 5 letters a...z; the answer is w backwards
+///   (`"rev bksh="` -> `"hskb"`). The bundled student knows it; its answers use letter tokens, so
+///   the demo can tell forgetting from a digit habit leaking across tasks.
 public struct Benchmark: Sendable {
     /// What a benchmark measures in the demo.
     public enum Role: String, Sendable, CaseIterable {
@@ -96,7 +99,7 @@ public struct Benchmark: Sendable {
     /// Most problems one request may generate (`chorus tasks generate --count`).
     public static let maxCount = 10_000_000
 
-    /// `add3`, `add4`, `max3`.
+    /// `add3`, `add4`, `max3`, `rev`.
     public static let all: [Benchmark] = [
         Benchmark(name: "add3", description: "3-digit addition \"a+b=\" (a, b in 100...999); answer: the digits of a+b reversed",
                   role: .inDistribution, evalSize: 200) { rng in addition(&rng, low: 100, high: 999) },
@@ -106,6 +109,13 @@ public struct Benchmark: Sendable {
                   role: .retention, evalSize: 200) { rng in
             let a = uniformInt(&rng, 100, 999), b = uniformInt(&rng, 100, 999)
             return Problem(prompt: "max \(a) \(b)=", answer: String(max(a, b)))
+        },
+        Benchmark(name: "rev", description: "reverse a word of 3 to 5 lowercase letters \"rev w=\"; answer: w backwards",
+                  role: .retention, evalSize: 200) { rng in
+            let n = uniformInt(&rng, 3, 5)
+            var w = ""
+            for _ in 0..<n { w.unicodeScalars.append(Unicode.Scalar(UInt8(97 + uniformInt(&rng, 0, 25)))) }
+            return Problem(prompt: "rev \(w)=", answer: String(w.reversed()))
         },
     ]
 

@@ -24,9 +24,9 @@ final class BenchmarkTests: XCTestCase {
     /// Every problem of every split parses back to operands in range, and its answer is
     /// recomputed independently: reversed digits of the sum for add3/add4, max for max3.
     func testFormatsAndAnswers() throws {
-        XCTAssertEqual(Benchmark.names, ["add3", "add4", "max3"])
-        XCTAssertEqual(Benchmark.all.map(\.role), [.inDistribution, .outOfDistribution, .retention])
-        for b in Benchmark.all {
+        XCTAssertEqual(Benchmark.names, ["add3", "add4", "max3", "rev"])
+        XCTAssertEqual(Benchmark.all.map(\.role), [.inDistribution, .outOfDistribution, .retention, .retention])
+        for b in Benchmark.all where b.name != "rev" {
             let range = b.name == "add4" ? 1000...9999 : 100...999
             var seenLow = false, seenHigh = false
             for p in try b.problems(split: .eval) + b.problems(split: .train, count: 3000, seed: 11) {
@@ -48,6 +48,19 @@ final class BenchmarkTests: XCTestCase {
             }
             XCTAssertTrue(seenLow && seenHigh, "\(b.name): operands should span \(range)")
         }
+        // rev: "rev w=" with w of 3...5 letters a...z; the answer is w backwards; every length
+        // and both ends of the alphabet occur.
+        var lengths = Set<Int>(), letters = Set<Character>()
+        let rev = try Benchmark.named("rev")
+        for p in try rev.problems(split: .eval) + rev.problems(split: .train, count: 3000, seed: 11) {
+            XCTAssertTrue(p.prompt.hasPrefix("rev ") && p.prompt.hasSuffix("="), p.prompt)
+            let w = p.prompt.dropFirst(4).dropLast()
+            XCTAssertTrue((3...5).contains(w.count) && w.allSatisfy { ("a"..."z").contains($0) }, p.prompt)
+            XCTAssertEqual(p.answer, String(w.reversed()), p.prompt)
+            lengths.insert(w.count); letters.formUnion(w)
+        }
+        XCTAssertEqual(lengths, [3, 4, 5])
+        XCTAssertTrue(letters.contains("a") && letters.contains("z"))
         // The worked form of the brief's examples.
         XCTAssertEqual(String(String(237 + 682).reversed()), "919")
         XCTAssertEqual(String(String(967 + 921).reversed()), "8881")
@@ -133,7 +146,7 @@ final class BenchmarkTests: XCTestCase {
 
     /// Every bad argument is a one-line error naming it.
     func testHostileArguments() throws {
-        assertThrows(try Benchmark.named("add5"), containing: ["'add5'", "add3, add4, max3"])
+        assertThrows(try Benchmark.named("add5"), containing: ["'add5'", "add3, add4, max3, rev"])
         assertThrows(try BenchmarkMixture(specs: ["ADD3"]), containing: ["'ADD3'", "known"])
         assertThrows(try BenchmarkMixture(specs: ["add3:x"]), containing: ["add3:x", "'x' is not a number"])
         assertThrows(try BenchmarkMixture(specs: [":2"]), containing: ["':2'", "no name"])
@@ -159,9 +172,9 @@ final class BenchmarkTests: XCTestCase {
         let (s0, list, e0) = try runChorus(["tasks", "list"])
         XCTAssertEqual(s0, 0, e0)
         let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [[String: Any]])
-        XCTAssertEqual(rows.map { $0["name"] as? String }, ["add3", "add4", "max3"])
-        XCTAssertEqual(rows.map { $0["role"] as? String }, ["in-distribution", "out-of-distribution", "retention"])
-        XCTAssertEqual(rows.map { $0["eval_size"] as? Int }, [200, 200, 200])
+        XCTAssertEqual(rows.map { $0["name"] as? String }, ["add3", "add4", "max3", "rev"])
+        XCTAssertEqual(rows.map { $0["role"] as? String }, ["in-distribution", "out-of-distribution", "retention", "retention"])
+        XCTAssertEqual(rows.map { $0["eval_size"] as? Int }, [200, 200, 200, 200])
         XCTAssertTrue(rows.allSatisfy { ($0["description"] as? String)?.isEmpty == false })
 
         let out = dir.appendingPathComponent("mix.jsonl")

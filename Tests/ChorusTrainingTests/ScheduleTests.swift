@@ -116,7 +116,7 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(d.student.standardizedFileURL, root.appendingPathComponent("teachers/student"))
         XCTAssertEqual(d.pool.standardizedFileURL, root.appendingPathComponent("teachers/pool.toml"))
         XCTAssertEqual(d.benchmark, "add3")
-        XCTAssertEqual(d.eval?.benchmarks, ["add3", "add4", "max3"])
+        XCTAssertEqual(d.eval?.benchmarks, ["add3", "add4", "rev"])
         XCTAssertEqual(d.outputDir.standardizedFileURL, root.appendingPathComponent("runs/demo/opd"))
     }
 
