@@ -25,14 +25,7 @@ extension TeacherPool {
             try requireSharedVocabulary(for: "the full-vocabulary reference distribution (objective.full_vocabulary)")
         }
         let K = teachers.count
-        var mixtures: [Mixture] = [], studentGroups: [ScoringGroup] = []
-        for g in groups {
-            mixtures.append(try aggregator.mixture(AggregationContext(progress: progress, group: g.index)))
-            var tg = g
-            tg.prompt = aggregator.teacherPrompt(g.prompt)
-            if tg.prompt.isEmpty { throw PoolError.badGroup("group \(g.index): the teachers' prompt is empty") }
-            studentGroups.append(tg)
-        }
+        let (mixtures, studentGroups) = try mixturesAndTeacherGroups(groups, aggregator: aggregator, progress: progress)
         var sources = [[GroupRows?]](repeating: [GroupRows?](repeating: nil, count: K), count: groups.count)
         var translated = [[TranslatedGroup?]](repeating: [TranslatedGroup?](repeating: nil, count: K), count: groups.count)
         for k in teachers.indices {

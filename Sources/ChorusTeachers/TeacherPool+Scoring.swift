@@ -20,14 +20,7 @@ extension TeacherPool {
             return try scoreChunked(groups, aggregator: aggregator, progress: progress, scoreInactive: scoreInactive,
                                     keepDistribution: keepDistribution)
         }
-        var mixtures: [Mixture] = [], teacherGroups: [ScoringGroup] = []
-        for g in groups {
-            mixtures.append(try aggregator.mixture(AggregationContext(progress: progress, group: g.index)))
-            var tg = g
-            tg.prompt = aggregator.teacherPrompt(g.prompt)
-            if tg.prompt.isEmpty { throw PoolError.badGroup("group \(g.index): the teachers' prompt is empty") }
-            teacherGroups.append(tg)
-        }
+        let (mixtures, teacherGroups) = try mixturesAndTeacherGroups(groups, aggregator: aggregator, progress: progress)
         // Each teacher scores every group that needs it in one call (one batched forward for a
         // local teacher), so a step's groups share the gemms.
         var sources = [[GroupRows?]](repeating: [GroupRows?](repeating: nil, count: teachers.count), count: groups.count)
@@ -175,4 +168,23 @@ func maxValue(_ x: UnsafePointer<Float>, count n: Int) -> Float {
     var m = mv.max()
     while j < n { m = max(m, x[j]); j += 1 }
     return m
+}
+
+extension TeacherPool {
+    /// Each group's teacher mixture at `progress`, and the group as the teachers see it (its
+    /// prompt through `aggregator.teacherPrompt`, e.g. without a control token). Shared by the
+    /// per-token and the chunked (cross-tokenizer) scoring paths. Throws when a teachers'
+    /// prompt comes out empty.
+    func mixturesAndTeacherGroups(_ groups: [ScoringGroup], aggregator: any Aggregator,
+                                  progress: Double) throws -> ([Mixture], [ScoringGroup]) {
+        var mixtures: [Mixture] = [], teacherGroups: [ScoringGroup] = []
+        for g in groups {
+            mixtures.append(try aggregator.mixture(AggregationContext(progress: progress, group: g.index)))
+            var tg = g
+            tg.prompt = aggregator.teacherPrompt(g.prompt)
+            if tg.prompt.isEmpty { throw PoolError.badGroup("group \(g.index): the teachers' prompt is empty") }
+            teacherGroups.append(tg)
+        }
+        return (mixtures, teacherGroups)
+    }
 }
