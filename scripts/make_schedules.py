@@ -32,7 +32,7 @@ VARIANTS = [
                                         "evenly) and the student's prompt starts with <|teacher-k|> (k = 0 for t1 .. 3 for t4);",
                                         "the tokens are added to the student's vocabulary at the start of the run (the pool",
                                         "needs nothing extra). Evaluation prompts start with the strongest teacher's token."],
-     {"teachers": {"aggregator": '"control-token"'}}),
+     {"teachers": {"aggregator": '"control-token"'}, "objective": {"full_vocabulary": "false"}}),
     ("aggregators/random.toml", ["Aggregator random: each prompt group gets one teacher drawn uniformly from a generator",
                                  "seeded with train.seed."],
      {"teachers": {"aggregator": '"random"'}}),

@@ -152,6 +152,11 @@ public struct OnPolicyConfig {
         loss = LossAggregation(rawValue: try o?.choice("loss", LossAggregation.allCases.map(\.rawValue)) ?? "token-mean")!
         entropyBonus = try o?.double("entropy_bonus", min: 0, max: 100) ?? 0
         if fullVocabulary {
+            // The student of a control-token run carries rows <|teacher-k|> the teachers lack, so
+            // the exact reverse KL over the student's vocabulary is infinite (a NaN loss at step 1).
+            if aggregator == "control-token" {
+                throw o!.error("full_vocabulary", "control-token adds routing tokens the teachers have no probability for; use the sampled-token estimate (full_vocabulary = false) with aggregator = \"control-token\"")
+            }
             if divergence == .naiveK3 { throw o!.error("full_vocabulary", "naive-k3 is a sampled-token ablation with no full-vocabulary form") }
             for (k, set) in [("gamma", gamma != 0), ("whitening", whitening != .none), ("entropy_bonus", entropyBonus != 0), ("clip", clip != 0)] where set {
                 throw o!.error(k, "applies to the sampled-token estimate only; remove it or set full_vocabulary = false")

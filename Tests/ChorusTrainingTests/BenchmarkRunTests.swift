@@ -64,6 +64,10 @@ final class BenchmarkRunTests: XCTestCase {
         check(base.replacingOccurrences(of: "prompts = \"prompts.jsonl\"", with: "prompts = \"prompts.jsonl\"\nbenchmark = \"add3\""),
               ["data.benchmark", "not both"])
         check(noPrompts, ["data.prompts", "missing", "data.benchmark"])
+        // The control-token student has routing rows the teachers lack: the exact full-vocabulary
+        // KL would be infinite, so the combination is refused naming the key.
+        let routed = base.replacingOccurrences(of: "[teachers]", with: "[teachers]\naggregator = \"control-token\"")
+        check(routed + "\n[objective]\nfull_vocabulary = true\n", ["full_vocabulary", "control-token"])
         check(noPrompts.replacingOccurrences(of: "[data]", with: "[data]\nbenchmark = \"add5\""), ["data.benchmark", "add5", "add3, add4, max3"])
         check(noPrompts.replacingOccurrences(of: "[data]", with: "[data]\nbenchmark = 3"), ["data.benchmark", "string"])
         check(noPrompts.replacingOccurrences(of: "[data]", with: "[data]\nbenchmark = \"add3\"\nepochs = 2")
