@@ -40,10 +40,12 @@ let package = Package(
         // Verifiable tasks: prompt datasets, reward checkers, the evaluator (mean@k, best@k).
         .target(name: "ChorusTasks", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer"]),
         .target(name: "ChorusTraining", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusTeachers", "ChorusConfig", "ChorusTasks"], swiftSettings: numericFlags),
+        // Reports: run directories (metrics.jsonl) to self-contained HTML with inline SVG plots.
+        .target(name: "ChorusReport", dependencies: ["ChorusCore"]),
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining", "ChorusTasks",
+                "ChorusCore", "ChorusTensor", "ChorusModel", "ChorusTokenizer", "ChorusCache", "ChorusTeachers", "ChorusTraining", "ChorusTasks", "ChorusReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // `chorus serve`: a vLLM-compatible scoring server over a checkpoint (swift-nio HTTP/1.1).
@@ -66,6 +68,7 @@ let package = Package(
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTasksTests", dependencies: ["ChorusTasks", "ChorusModel", "ChorusTokenizer", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusServeTests", dependencies: ["ChorusServe", "ChorusTeachers", "ChorusTestSupport"]),
+        .testTarget(name: "ChorusReportTests", dependencies: ["ChorusReport", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTasks", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
