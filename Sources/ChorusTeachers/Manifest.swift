@@ -78,7 +78,7 @@ public struct PoolManifest: Sendable, Equatable {
     /// (`ConfigFileError`: `FILE: teacher[i].field ('name'): reason`).
     public init(toml text: String, file: URL) throws {
         self.file = file
-        let base = file.deletingLastPathComponent()
+        let base = PathStandIns.directory(of: file)
         let root = try ConfigTable(string: text, file: file.path)
         if let p = try root.string("student") {
             if p.isEmpty { throw root.error("student", "must be a non-empty string (a model directory)") }

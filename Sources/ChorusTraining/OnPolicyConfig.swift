@@ -101,7 +101,7 @@ public struct OnPolicyConfig {
         var text: String
         do { text = try InputFile.readText(url.path) } catch let e as InputFileError { throw ConfigFileError(url.path, e.problem) }
         text = try applyOverrides(overrides, to: text, file: url.path)
-        try self.init(text: text, file: url.path, base: url.deletingLastPathComponent())
+        try self.init(text: text, file: url.path, base: PathStandIns.directory(of: url))
     }
 
     public init(text: String, file: String, base: URL) throws {

@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusModel
 import ChorusTensor
 import Foundation
@@ -145,7 +146,7 @@ public final class OptimizationLoop {
             if (stopAfter.map { doneHere >= $0 } ?? false || interrupted) && state.step < o.steps {
                 // A requested stop (--max-steps, Ctrl-C, SIGTERM) keeps all finished steps.
                 if !checkpointDue { try checkpoint() }
-                if interrupted { FileHandle.standardError.write(Data("\nstopped at step \(state.step); continue with --resume \(run.url.path)\n".utf8)) }
+                if interrupted { FileHandle.standardError.write(Data("\nstopped at step \(state.step); continue with --resume \(PathStandIns.restore(run.url.path))\n".utf8)) }
                 return nil
             }
         }

@@ -38,7 +38,7 @@ public struct SFTConfig {
     public init(contentsOf url: URL) throws {
         let text: String
         do { text = try InputFile.readText(url.path) } catch let e as InputFileError { throw ConfigFileError(url.path, e.problem) }
-        try self.init(text: text, file: url.path, base: url.deletingLastPathComponent())
+        try self.init(text: text, file: url.path, base: PathStandIns.directory(of: url))
     }
 
     public init(text: String, file: String, base: URL) throws {

@@ -25,10 +25,6 @@ enum RawArguments {
         "--shape", "--dtype", "--boundaries",
     ]
 
-    /// `/proc/self/fd/N` stand-ins and the paths they stand for (invalid bytes shown as \xFF),
-    /// so messages can name the path the user gave.
-    nonisolated(unsafe) static var substitutions: [(standIn: String, display: String)] = []
-
     /// The arguments after the program name, with non-UTF-8 paths replaced by stand-ins.
     static func prepare() throws -> [String] {
         var out: [String] = []
@@ -109,19 +105,28 @@ enum RawArguments {
             throw CLIError("\(shown): \(InputFile.problem(errno: e))")
         }
         let standIn = (["/proc/self/fd/\(fd)"] + tail).joined(separator: "/")
-        substitutions.append(("/proc/self/fd/\(fd)", display(head[...])))
+        // A stand-in for a file (its own name not UTF-8): relative paths inside it (a run file's
+        // model, data, pool) resolve against its directory, which is not /proc/self/fd.
+        var parent: String?
+        if tail.isEmpty, last > 0 {
+            var st = stat()
+            if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR {
+                let dirBytes = Array(components[..<last].joined(separator: [slash]))
+                if dirBytes.isEmpty {
+                    parent = "/"
+                } else if let plain = String(validating: dirBytes, as: UTF8.self) {
+                    parent = plain
+                } else {
+                    parent = try Self.standIn(forPath: dirBytes)
+                }
+            }
+        }
+        PathStandIns.register(standIn: "/proc/self/fd/\(fd)", display: display(head[...]), parent: parent)
         return standIn
     }
 
     /// `text` with every stand-in replaced by the path it stands for.
-    static func restorePaths(_ text: String) -> String {
-        var t = text
-        // Longest first, so /proc/self/fd/12 is not taken for /proc/self/fd/1.
-        for s in substitutions.sorted(by: { $0.standIn.count > $1.standIn.count }) {
-            t = t.replacingOccurrences(of: s.standIn, with: s.display)
-        }
-        return t
-    }
+    static func restorePaths(_ text: String) -> String { PathStandIns.restore(text) }
 }
 
 /// Checks the environment variables Chorus reads, so a bad value is refused with one line

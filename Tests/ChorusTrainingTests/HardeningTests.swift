@@ -65,6 +65,48 @@ final class TrainingHardeningTests: XCTestCase {
         XCTAssertEqual(logged, Array(1...(logged.last ?? 0)), "each step exactly once")
     }
 
+    // MARK: 12. Non-UTF-8 paths
+
+    /// A run file whose own name (or directory) is not valid UTF-8 is used byte for byte, and
+    /// its relative paths (tokenizer, data, output) resolve against its real directory, not
+    /// against the /proc/self/fd stand-in the command line uses for it. Messages show the name as
+    /// given (\xFF), never the stand-in.
+    func testNonUTF8RunFileResolvesRelativePaths() throws {
+        let (dir, runFile) = try makeSFTSetup(self, steps: 2, checkpointEvery: 2)
+        let text = try Data(contentsOf: runFile)
+        func writeRaw(_ path: [UInt8], _ data: Data) {
+            let fd = path.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            _ = data.withUnsafeBytes { write(fd, $0.baseAddress, data.count) }
+            close(fd)
+        }
+        // 1. The file's own name is not UTF-8; it sits beside tokenizer.json and train.jsonl.
+        let named = Array(dir.path.utf8) + Array("/run-".utf8) + [0xFF] + Array(".toml".utf8)
+        writeRaw(named, text)
+        let r = try runChorusRaw([Array("sft".utf8), named, Array("--quiet".utf8)])
+        XCTAssertEqual(r.0, 0, r.2)
+        XCTAssertEqual(try steps(dir.appendingPathComponent("out")), [1, 2])
+        // Run again: refused (the run has checkpoints), naming the directory, no stand-in.
+        let again = try runChorusRaw([Array("sft".utf8), named, Array("--quiet".utf8)])
+        assertOneLineFailure(again, containing: ["--resume"], "second run of a finished run")
+        XCTAssertFalse(again.2.contains("/proc/self/fd"), again.2)
+
+        // 2. The directory is not UTF-8 (file name plain): the run goes there too.
+        let sub = Array(dir.path.utf8) + Array("/d-".utf8) + [0xFE]
+        XCTAssertEqual(sub.withCString { mkdir($0, 0o755) }, 0)
+        for f in ["tokenizer.json", "train.jsonl"] {
+            writeRaw(sub + Array("/\(f)".utf8), try Data(contentsOf: dir.appendingPathComponent(f)))
+        }
+        let inSub = sub + Array("/run.toml".utf8)
+        writeRaw(inSub, text)
+        let r2 = try runChorusRaw([Array("sft".utf8), inSub, Array("--quiet".utf8)])
+        XCTAssertEqual(r2.0, 0, r2.2)
+        let metrics = sub + Array("/out/metrics.jsonl".utf8)
+        var st = stat()
+        XCTAssertEqual(metrics.withCString { stat($0, &st) }, 0, "the run was written inside the non-UTF-8 directory")
+        XCTAssertFalse(r2.2.contains("/proc/self/fd"), r2.2)
+    }
+
     // MARK: 10. Resume and options
 
     /// --resume of something that holds no run is refused and creates nothing.
@@ -189,5 +231,12 @@ final class TrainingHardeningTests: XCTestCase {
         assertOneLineFailure(try runChorus(["train", runFile.path, "--set", "rollout.max_tokens=1048576", "--quiet"], environment: limit),
                              containing: ["training on", "tokens per micro-batch", "256.0 MiB"])
         XCTAssertEqual(try runChorus(["train", runFile.path, "--quiet", "--max-steps", "1"], environment: limit).0, 0, "the same run with small sizes fits")
+    }
+}
+
+private extension Array where Element == UInt8 {
+    /// These bytes as a NUL-terminated C string (for paths that are not valid UTF-8).
+    func withCString<R>(_ body: (UnsafePointer<CChar>) -> R) -> R {
+        (self.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 }
