@@ -2,8 +2,8 @@
 """Checks `chorus score` against an independent reference: transformers' log-softmax for each
 checkpoint teacher of a pool, combined with the aggregator formulas of DESIGN.md in float64.
 
-    /tmp/venv/bin/python scripts/check_score_reference.py teachers/demo-ref.toml \
-        --tokens 82,59,33,50,51,259,33,56,258,66 --prompt-length 6 --progress 0.3 --group 1
+    /tmp/venv/bin/python scripts/check_score_reference.py teachers/pool.toml \
+        --tokens 56,49,51,44,51,51,57,62,49,52,58 --prompt-length 8 --progress 0.3 --group 1
 
 Checkpoint teachers only (no self-teacher); prints the max |difference| per aggregator for the
 reference log-probs, the reference entropy and the per-teacher log-probs, and exits non-zero
