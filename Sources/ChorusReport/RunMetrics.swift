@@ -74,7 +74,7 @@ public struct RunMetrics: Sendable {
             }
         }
         if !bad.isEmpty {
-            let torn = bad == [lines.count] || (bad == [lines.count - 1] && lines.last == "")
+            let torn = !text.hasSuffix("\n") && bad.last == lines.count
             let shown = bad.prefix(5).map(String.init).joined(separator: ", ") + (bad.count > 5 ? ", …" : "")
             out.notes.append("\(url.path): skipped \(bad.count) malformed line\(bad.count == 1 ? "" : "s") (line \(shown))"
                              + (torn ? "; the last line is incomplete, the run was probably stopped while writing it" : ""))

@@ -48,10 +48,11 @@ enum SVGPlot {
 
         var svg = "<svg class=\"plot\" id=\"\(ComparisonReport.escape(id))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(ComparisonReport.escape(yLabel)) over steps\">"
         svg += "<rect class=\"frame\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\"/>"
-        for t in ticks(lo, hi) {
+        let yTicks = ticks(lo, hi)
+        for t in yTicks {
             let y = py(t)
             svg += "<line class=\"grid\" x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(y))\" y2=\"\(f(y))\"/>"
-            svg += "<text class=\"tick\" x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(t))</text>"
+            svg += "<text class=\"tick\" x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(t, ticks: yTicks))</text>"
         }
         for t in ticks(xLo, xHi, integer: true) {
             let x = left + (t - xLo) / (xHi - xLo) * pw
@@ -118,8 +119,15 @@ enum SVGPlot {
         return out
     }
 
-    /// A tick label: 3 significant digits.
-    static func label(_ v: Double) -> String { String(format: "%.3g", v) }
+    /// A tick label: as many decimals as the tick spacing needs (0.995, 0.996, …), or three
+    /// significant digits for very large or very small values.
+    static func label(_ v: Double, ticks: [Double]) -> String {
+        let step = ticks.count > 1 ? abs(ticks[1] - ticks[0]) : 0
+        let big = ticks.map(abs).max() ?? 0
+        guard step.isFinite, step >= 1e-6, big < 1e6 else { return String(format: "%.3g", v) }
+        let decimals = max(0, Int((-log10(step)).rounded(.up)))
+        return String(format: "%.\(decimals)f", v)
+    }
 
     /// A coordinate with two decimals.
     static func f(_ v: Double) -> String { String(format: "%.2f", v) }

@@ -187,14 +187,14 @@ public enum TokenPage {
     .scale .bar{display:inline-block;width:160px;height:12px;background:linear-gradient(to right,rgb(255,255,204),rgb(253,141,60),rgb(189,0,38));border:1px solid #aaa}
     .key{padding:1px 6px;margin-left:10px}
     .tokens{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:15px;line-height:2.1;white-space:pre-wrap;word-break:break-all;border:1px solid #e3e3e3;padding:10px;border-radius:4px}
-    .tok{padding:2px 1px;border-radius:2px;cursor:default}
+    .tok{padding:2px 1px;margin:0 1px;border-radius:2px;box-shadow:inset 0 0 0 1px rgba(0,0,0,.12);cursor:default}
     .tok.masked,.masked-key{text-decoration:line-through;outline:2px solid #222;outline-offset:-1px}
     .tok.filtered,.filtered-key{opacity:.45;border-bottom:2px dotted #333}
     .na-key{background:#e0e0e0}
     .pair{display:grid;grid-template-columns:1fr;gap:6px;font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:14px}
     .pair .cap{font-family:system-ui,sans-serif;font-size:.8em;color:#666}
     .flow{white-space:pre-wrap;word-break:break-all;border:1px solid #e3e3e3;padding:6px;border-radius:4px;line-height:1.9}
-    .vt{padding:1px 0}.vt.diff{background:#fdd0a2;outline:1px solid #e6550d}
+    .vt{padding:1px 1px;margin:0 1px;box-shadow:inset 0 0 0 1px rgba(0,0,0,.1)}.vt.diff{background:#fdd0a2;outline:1px solid #e6550d}
     table.virtual{border-collapse:collapse;font-size:.85em;margin-top:10px}
     table.virtual th,table.virtual td{border:1px solid #ddd;padding:2px 7px;text-align:left;font-variant-numeric:tabular-nums}
     table.virtual th{background:#f3f3f3}table.virtual tr.diff td{background:#fff1e3}
