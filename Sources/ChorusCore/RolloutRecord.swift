@@ -17,8 +17,8 @@ public struct RolloutRecord: Codable, Sendable, Equatable {
     public var promptIds: [Int]
     /// The sampled ids (T).
     public var responseIds: [Int]
-    /// Each response token decoded on its own (T); a byte-level token that is part of a
-    /// multi-byte character shows as U+FFFD.
+    /// Each response token's own text (T); the bytes of a byte-level token that are not whole
+    /// UTF-8 characters (part of a multi-byte character) are written <0xAB>.
     public var tokens: [String]
     /// log π of each token under the sampler (rollout.precision) (T).
     public var rolloutLogprob: [Float]

@@ -272,7 +272,16 @@ public final class OnPolicyTrainer {
     func recordRollouts(step: Int, picked: [Int], studentPrompts: [[Int]], rollouts: [Generation], learner: ResponseScores,
                         refs: [ReferenceScores], masked: [[Bool]], kept: [[Bool]], weights: [[Float]]) throws {
         let G = config.groupSize
-        func text(_ id: Int) -> String { (try? tokenizer.decode([id])) ?? "<\(id)>" }
+        // A token's own bytes as text; bytes that are not whole UTF-8 characters (a byte-level
+        // token inside a multi-byte character) as <0xAB>, rather than U+FFFD.
+        let table = tokenizer.byteTable()
+        func text(_ id: Int) -> String {
+            if let table, table.contains(id) {
+                let bytes = Array(table.span(id))
+                return String(bytes: bytes, encoding: .utf8) ?? bytes.map { String(format: "<0x%02X>", $0) }.joined()
+            }
+            return (try? tokenizer.decode([id])) ?? "<\(id)>"
+        }
         let checker = ExactMatch()
         var records: [RolloutRecord] = []
         for i in 0..<rollouts.count {
