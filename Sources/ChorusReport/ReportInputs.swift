@@ -18,7 +18,8 @@ public enum ReportInputs {
     /// Repeated labels get their parent directory's name in front.
     /// - Throws: `ReportError.notRuns` naming a path that is missing, not a directory or holds no runs.
     public static func groups(paths: [URL], explicit: [ReportGroup] = []) throws -> [ReportGroup] {
-        var out = explicit
+        // Each group with the directory that named it (for disambiguating repeated labels).
+        var out: [(group: ReportGroup, source: URL?)] = explicit.map { ($0, nil) }
         for g in explicit {
             for d in g.runDirectories where !isDirectory(d) {
                 throw ReportError.notRuns(d.path, "no such directory (in --group \(g.label))")
@@ -26,16 +27,16 @@ public enum ReportInputs {
         }
         for p in paths {
             guard isDirectory(p) else { throw ReportError.notRuns(p.path, "no such directory") }
-            if isRunDirectory(p) { out.append(ReportGroup(label: name(p), runDirectories: [p])); continue }
+            if isRunDirectory(p) { out.append((ReportGroup(label: name(p), runDirectories: [p]), p)); continue }
             let seeds = seedRuns(p)
-            if !seeds.isEmpty { out.append(ReportGroup(label: name(p), runDirectories: seeds)); continue }
-            var found: [ReportGroup] = []
+            if !seeds.isEmpty { out.append((ReportGroup(label: name(p), runDirectories: seeds), p)); continue }
+            var found: [(group: ReportGroup, source: URL?)] = []
             for c in subdirectories(p) {
                 if isRunDirectory(c) {
-                    found.append(ReportGroup(label: name(c), runDirectories: [c]))
+                    found.append((ReportGroup(label: name(c), runDirectories: [c]), c))
                 } else {
                     let s = seedRuns(c)
-                    if !s.isEmpty { found.append(ReportGroup(label: name(c), runDirectories: s)) }
+                    if !s.isEmpty { found.append((ReportGroup(label: name(c), runDirectories: s), c)) }
                 }
             }
             if found.isEmpty {
@@ -44,12 +45,11 @@ public enum ReportInputs {
             out += found
         }
         // Disambiguate repeated labels with the parent directory ("a/out", "b/out").
-        let counts = Dictionary(out.map { ($0.label, 1) }, uniquingKeysWith: +)
-        for i in out.indices where counts[out[i].label]! > 1 && i >= explicit.count {
-            let first = out[i].runDirectories.count == 1 ? out[i].runDirectories[0] : out[i].runDirectories[0].deletingLastPathComponent()
-            out[i].label = name(first.deletingLastPathComponent()) + "/" + out[i].label
+        let counts = Dictionary(out.map { ($0.group.label, 1) }, uniquingKeysWith: +)
+        for i in out.indices where counts[out[i].group.label]! > 1 {
+            if let src = out[i].source { out[i].group.label = name(src.deletingLastPathComponent()) + "/" + out[i].group.label }
         }
-        return out
+        return out.map(\.group)
     }
 
     /// Parses `--group NAME=DIR1,DIR2`.
