@@ -88,10 +88,13 @@ enum SVGPlot {
         return svg
     }
 
-    /// The y range with 8% padding (a flat series gets ±10% of its value, or ±1 at 0), kept finite.
+    /// The y range with 8% padding, kept finite. A flat series (its spread below 1e-9 of its
+    /// magnitude: rounding in the smoothing, not a change) gets ±10% of its value, or ±1 at 0.
     static func paddedRange(_ y0: Double, _ y1: Double) -> (Double, Double) {
         var pad = (y1 / 2 - y0 / 2) * 0.16
-        if pad == 0 { pad = y0 == 0 ? 1 : abs(y0) * 0.1 }
+        if y1 / 2 - y0 / 2 <= 0.5e-9 * max(abs(y0), abs(y1)) {
+            pad = y0 == 0 && y1 == 0 ? 1 : max(abs(y0), abs(y1)) * 0.1
+        }
         var lo = y0 - pad, hi = y1 + pad
         if !lo.isFinite { lo = y0 }
         if !hi.isFinite { hi = y1 }

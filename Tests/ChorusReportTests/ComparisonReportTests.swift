@@ -171,6 +171,12 @@ final class ComparisonReportTests: XCTestCase {
         XCTAssertEqual(SVGPlot.ticks(-1.7e308, 1.7e308).count, 3)
         let t = SVGPlot.ticks(0.9951, 0.9999)
         XCTAssertEqual(Set(t.map { SVGPlot.label($0, ticks: t) }).count, t.count, "distinct labels for close ticks: \(t)")
+        // A constant series smoothed with rounding noise is drawn flat, mid-plot, with distinct tick labels.
+        let (lo, hi) = SVGPlot.paddedRange(0.995 - 1e-16, 0.995)
+        XCTAssertEqual(lo, 0.995 - 0.0995, accuracy: 1e-12)
+        XCTAssertEqual(hi, 0.995 + 0.0995, accuracy: 1e-12)
+        let flat = SVGPlot.ticks(lo, hi)
+        XCTAssertEqual(Set(flat.map { SVGPlot.label($0, ticks: flat) }).count, flat.count)
         let d = SVGPlot.linePath(steps: [1, 2, 3, 4, 5], values: [1, 2, .nan, 4, 5], x: Double.init, y: { $0 })
         XCTAssertEqual(d, "M1.00 1.00 L2.00 2.00 M4.00 4.00 L5.00 5.00")
         let band = SVGPlot.bandPath(steps: [1, 2, 3], low: [0, 0, .nan], high: [1, 2, 3], x: Double.init, y: { $0 })
