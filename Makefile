@@ -11,7 +11,7 @@ PREFIX     ?= /usr/local
 BIN         = $(shell $(SWIFT) build $(BUILD_FLAGS) --show-bin-path 2>/dev/null)/chorus
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps build revision serve install test demo bench clean
+.PHONY: deps browser build revision serve install test demo bench clean
 
 ## Install system packages (OpenBLAS, zstd, pkg-config) only when they are missing.
 deps:
@@ -24,6 +24,20 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## Debian's chromium for the browser tests of the HTML pages (ChorusReportTests), installed only
+## when no chromium is on PATH (CHORUS_CHROMIUM names another browser binary). Where it cannot
+## be installed (no apt, no root or sudo, no network) the tests that need it are skipped with a
+## message; CHORUS_NO_BROWSER=1 skips the install.
+browser:
+	@if [ -n "$$CHORUS_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$CHORUS_NO_BROWSER" = "1" ]; then echo "CHORUS_NO_BROWSER=1: not installing chromium; the browser tests will be skipped"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then echo "no apt-get: cannot install chromium; the browser tests will be skipped"; \
+	elif [ -n "$(SUDO)" ] && ! command -v sudo >/dev/null 2>&1; then echo "not root and no sudo: cannot install chromium; the browser tests will be skipped"; \
+	else echo "installing: chromium (browser tests of the HTML report)"; \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium ) \
+	    || echo "could not install chromium; the browser tests will be skipped"; \
 	fi
 
 ## The git revision baked into the build (rewrites the generated source only when it changes).
@@ -50,7 +64,7 @@ install: build
 	else echo "installed $(DESTDIR)$(PREFIX)/bin/chorus (run make serve install to add chorus-serve)"; fi
 
 ## The test suite (debug build of the tests; numeric kernels are fast enough at test sizes).
-test: deps
+test: deps browser
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
 

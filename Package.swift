@@ -68,7 +68,8 @@ let package = Package(
         .testTarget(name: "ChorusTeachersTests", dependencies: ["ChorusTeachers", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ChorusTasksTests", dependencies: ["ChorusTasks", "ChorusModel", "ChorusTokenizer", "ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusServeTests", dependencies: ["ChorusServe", "ChorusTeachers", "ChorusTestSupport"]),
-        .testTarget(name: "ChorusReportTests", dependencies: ["ChorusReport", "ChorusTestSupport"]),
+        // The report tests train a tiny real run for `chorus inspect` and open the pages in chromium.
+        .testTarget(name: "ChorusReportTests", dependencies: ["ChorusReport", "ChorusCore", "ChorusModel", "ChorusTokenizer", "ChorusTraining", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTrainingTests", dependencies: ["ChorusTraining", "ChorusTasks", "ChorusTestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

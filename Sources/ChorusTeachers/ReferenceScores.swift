@@ -31,4 +31,10 @@ public struct ReferenceScores {
     /// response was scored per chunk; nil when it was scored per token (every teacher shares
     /// the student's vocabulary).
     public var chunks: [Range<Int>]? = nil
+    /// argmax_v π_ref(v | s_t) at each response position (the reference's top-1 token at the
+    /// student's prefix: the "virtual rollout"), when asked for (`keepTopTokens`) and the
+    /// response was scored per token; nil otherwise.
+    public var topTokens: [Int]? = nil
+    /// log π_ref of `topTokens` (T), beside them.
+    public var topLogprobs: [Float]? = nil
 }

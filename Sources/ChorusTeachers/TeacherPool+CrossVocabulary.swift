@@ -20,7 +20,7 @@ extension TeacherPool {
     /// A per-token adaptive aggregator is asked once per chunk, with the teachers' chunk
     /// log-probs and their entropies at the chunk's first position (top log-prob NaN).
     func scoreChunked(_ groups: [ScoringGroup], aggregator: any Aggregator, progress: Double,
-                      scoreInactive: Bool, keepDistribution: Bool) throws -> [[ReferenceScores]] {
+                      scoreInactive: Bool, keepDistribution: Bool, keepTopTokens: Bool = false) throws -> [[ReferenceScores]] {
         if keepDistribution {
             try requireSharedVocabulary(for: "the full-vocabulary reference distribution (objective.full_vocabulary)")
         }
@@ -46,7 +46,7 @@ extension TeacherPool {
         return try groups.indices.map { gi in
             if translated[gi].allSatisfy({ $0 == nil }) {
                 return try scoreGroup(studentGroups[gi], aggregator: aggregator, mixture: mixtures[gi], sources: sources[gi],
-                                      keepDistribution: false)
+                                      keepDistribution: false, keepTopTokens: keepTopTokens)
             }
             return try chunkGroup(studentGroups[gi], aggregator: aggregator, mixture: mixtures[gi], sources: sources[gi],
                                   translated: translated[gi])

@@ -10,15 +10,18 @@ extension TeacherPool {
     /// For each group the aggregator's mixture at (progress, group.index) picks the weights;
     /// the teachers see `aggregator.teacherPrompt(group.prompt)`. Teachers with weight 0 are
     /// skipped unless `scoreInactive` (their per-teacher log-probs are then reported too).
-    /// `keepDistribution` returns the (T, V) log π_ref rows.
+    /// `keepDistribution` returns the (T, V) log π_ref rows; `keepTopTokens` the argmax of each
+    /// row (`ReferenceScores.topTokens`, the "virtual rollout"): one pass over V per position,
+    /// nothing else changes.
     public func score(_ groups: [ScoringGroup], aggregator: any Aggregator, progress: Double,
-                      scoreInactive: Bool = false, keepDistribution: Bool = false) throws -> [[ReferenceScores]] {
+                      scoreInactive: Bool = false, keepDistribution: Bool = false,
+                      keepTopTokens: Bool = false) throws -> [[ReferenceScores]] {
         if aggregator.teacherCount != teachers.count {
             throw PoolError.aggregatorSize(aggregator: aggregator.teacherCount, teachers: teachers.count)
         }
         if !crossVocabularyTeachers.isEmpty {
             return try scoreChunked(groups, aggregator: aggregator, progress: progress, scoreInactive: scoreInactive,
-                                    keepDistribution: keepDistribution)
+                                    keepDistribution: keepDistribution, keepTopTokens: keepTopTokens)
         }
         let (mixtures, teacherGroups) = try mixturesAndTeacherGroups(groups, aggregator: aggregator, progress: progress)
         // Each teacher scores every group that needs it in one call (one batched forward for a
@@ -33,7 +36,7 @@ extension TeacherPool {
         }
         return try groups.indices.map { gi in
             try scoreGroup(teacherGroups[gi], aggregator: aggregator, mixture: mixtures[gi], sources: sources[gi],
-                           keepDistribution: keepDistribution)
+                           keepDistribution: keepDistribution, keepTopTokens: keepTopTokens)
         }
     }
 
@@ -46,7 +49,7 @@ extension TeacherPool {
 
     /// Aggregates one group from its teachers' rows (`sources[k]` nil for a teacher not scored).
     func scoreGroup(_ g: ScoringGroup, aggregator: any Aggregator, mixture mix: Mixture, sources: [GroupRows?],
-                    keepDistribution: Bool) throws -> [ReferenceScores] {
+                    keepDistribution: Bool, keepTopTokens: Bool = false) throws -> [ReferenceScores] {
         let K = teachers.count, V = vocabularySize
         let scored = (0..<K).filter { sources[$0] != nil }
         let approximate = mix.active.contains { sources[$0]!.rows.isApproximate }
@@ -61,6 +64,10 @@ extension TeacherPool {
                                       weights: mix.weights, teacherLogprobs: [[Float]?](repeating: nil, count: K),
                                       distribution: keepDistribution ? Tensor(shape: [T, V]) : nil, approximate: approximate)
             for k in scored { out.teacherLogprobs[k] = [Float](repeating: 0, count: T) }
+            if keepTopTokens {
+                out.topTokens = [Int](repeating: 0, count: T)
+                out.topLogprobs = [Float](repeating: 0, count: T)
+            }
             var recorded = [[PositionScore]](repeating: [], count: K)
             var t0 = 0
             while t0 < T {
@@ -102,6 +109,11 @@ extension TeacherPool {
                         // π_ref is one teacher whose rows were rebuilt: its own log-prob and entropy are exact.
                         out.logprobs[t0 + i] = s.logprob
                         out.entropy[t0 + i] = s.entropy
+                    }
+                    if keepTopTokens {
+                        let (id, lp) = argmax(refRows.data + i * V, count: V)
+                        out.topTokens![t0 + i] = id
+                        out.topLogprobs![t0 + i] = lp
                     }
                 }
                 if let d = out.distribution { (d.data + t0 * V).update(from: refRows.data, count: m * V) }
@@ -158,6 +170,13 @@ extension TeacherPool {
         }
         return out.map { $0! }
     }
+}
+
+/// The index and value of the largest of n floats (the first on ties; NaN never wins).
+func argmax(_ x: UnsafePointer<Float>, count n: Int) -> (Int, Float) {
+    var best = 0, value = -Float.infinity
+    for j in 0..<n where x[j] > value { best = j; value = x[j] }
+    return (best, value)
 }
 
 /// The largest of n floats.

@@ -32,7 +32,9 @@ import Foundation
 ///                   (all), temperature = 0.0, top_p = 1.0, max_tokens = (rollout.max_tokens,
 ///                   at most 32768); each eval row holds one entry per set, keyed by the
 ///                   file's name without extension or the benchmark's name
-///     [output]      dir = "runs/opd", keep_checkpoints = 2
+///     [output]      dir = "runs/opd", keep_checkpoints = 2, rollouts_every = (eval.every, or
+///                   50 without [eval]; 0 = off): record the rollouts of step 1, every N-th step
+///                   and the last under dir/rollouts/ (`RolloutLog`, for `chorus inspect`)
 ///
 /// Relative paths are relative to the run file.
 public struct OnPolicyConfig {
@@ -72,6 +74,8 @@ public struct OnPolicyConfig {
     public var eval: EvalSettings?
     public var outputDir: URL
     public var keepCheckpoints: Int
+    /// Record the rollouts of step 1, every this many steps and the last (0: never).
+    public var rolloutsEvery: Int
     /// The run file text (recorded in the run directory).
     public var text: String
 
@@ -204,6 +208,7 @@ public struct OnPolicyConfig {
         let out = try root.table("output")
         outputDir = resolve(try out?.string("dir") ?? "runs/opd")
         keepCheckpoints = try out?.int("keep_checkpoints", min: 1) ?? 2
+        rolloutsEvery = try out?.int("rollouts_every", min: 0) ?? (eval?.every ?? 50)
         try out?.finish()
         try root.finish()
     }

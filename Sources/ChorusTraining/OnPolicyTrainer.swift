@@ -108,6 +108,15 @@ public final class OnPolicyTrainer {
                                     settings: ["kind": "opd", "prompts": prompts.count, "teachers": pool.names,
                                                "aggregator": config.aggregator, "steps": opt.steps],
                                     tokenizerJSON: Data(tokenizer.jsonString().utf8), keepCheckpoints: config.keepCheckpoints)
+        // Rollout files of steps after the checkpoint belong to lost work (redone now); a fresh
+        // run starts with none.
+        RolloutLog.removeSteps(after: loop.state.step, run: loop.run.url)
+    }
+
+    /// Whether 1-based step `s` records its rollouts: step 1, every `rollouts_every`-th, the last.
+    func recordsRollouts(step s: Int) -> Bool {
+        let every = config.rolloutsEvery
+        return every > 0 && (s == 1 || s % every == 0 || s == loop.options.steps)
     }
 
     /// Runs the remaining steps; returns the final model directory (nil if stopped early).
@@ -174,7 +183,9 @@ public final class OnPolicyTrainer {
                          index: groupIndex[j], privileged: prompts[picked[j]].fields, promptText: prompts[picked[j]].prompt)
         }
         let before = pool.store?.hitsAndMisses() ?? [:]
-        let refs = try pool.score(groups, aggregator: aggregator, progress: progress, keepDistribution: c.fullVocabulary).flatMap { $0 }
+        let recording = recordsRollouts(step: state.step + 1)
+        let refs = try pool.score(groups, aggregator: aggregator, progress: progress, keepDistribution: c.fullVocabulary,
+                                  keepTopTokens: recording).flatMap { $0 }
         let after = pool.store?.hitsAndMisses() ?? [:]
         clock.lap("scoring")
 
@@ -214,6 +225,14 @@ public final class OnPolicyTrainer {
         let (clippedAdvantage, clippedCount) = clipped(advantage, limit: c.clip)
         advantage = whitened(clippedAdvantage, kept: kept, mode: c.whitening, groupSize: G)
         let norm = lossNormalisers(kept: kept, aggregation: c.loss)
+        if recording {
+            // The factor on ∇log π_θ(y_t) (or on D_f at t, full vocabulary): what step 5 uses.
+            let weights = batch.indices.map { i in (0..<batch[i].responseLength).map { t in
+                norm[i][t] * isWeights[i][t] * (c.fullVocabulary ? Float(c.coefficient) : advantage[i][t])
+            } }
+            try recordRollouts(step: state.step + 1, picked: picked, studentPrompts: studentPrompts, rollouts: rollouts,
+                               learner: learner, refs: refs, masked: masked, kept: kept, weights: weights)
+        }
 
         // 5. Loss and backward: L = −Σ_t m_t·w_t·n_t·sg(Â_t)·log π_θ(y_t) (− β·H_t), or the exact
         //    full-vocabulary divergence.
@@ -246,6 +265,42 @@ public final class OnPolicyTrainer {
                              clipped: clippedCount, cacheBefore: before, cacheAfter: after, clock: clock),
             progress: [("kl", String(format: "%.4f", mean(zip(learner.logprobs.joined(), refLogprobs.joined()).map { Double($0 - $1) }))),
                        ("masked", String(format: "%.3f", fraction(masked)))])
+    }
+
+    /// Writes RUN_DIR/rollouts/step-S.jsonl: every sample of the step with its per-token
+    /// scores (`RolloutRecord`). Reads the step's values only, so training is unchanged.
+    func recordRollouts(step: Int, picked: [Int], studentPrompts: [[Int]], rollouts: [Generation], learner: ResponseScores,
+                        refs: [ReferenceScores], masked: [[Bool]], kept: [[Bool]], weights: [[Float]]) throws {
+        let G = config.groupSize
+        // A token's own bytes as text; bytes that are not whole UTF-8 characters (a byte-level
+        // token inside a multi-byte character) as <0xAB>, rather than U+FFFD.
+        let table = tokenizer.byteTable()
+        func text(_ id: Int) -> String {
+            if let table, table.contains(id) {
+                let bytes = Array(table.span(id))
+                return String(bytes: bytes, encoding: .utf8) ?? bytes.map { String(format: "<0x%02X>", $0) }.joined()
+            }
+            return (try? tokenizer.decode([id])) ?? "<\(id)>"
+        }
+        let checker = ExactMatch()
+        var records: [RolloutRecord] = []
+        for i in 0..<rollouts.count {
+            let j = i / G, problem = prompts[picked[j]], ref = refs[i]
+            let response = Array(rollouts[i].response)
+            let completion = completionText(response, stopTokens: stopTokens, tokenizer: tokenizer)
+            var reward: Double?
+            if problem.answer != nil { reward = completion.map { checker.reward(completion: $0, problem: problem) } ?? 0 }
+            let chunks: [[Int]]? = ref.chunks?.map { [$0.lowerBound, $0.upperBound] }
+            records.append(RolloutRecord(
+                step: step, sample: i, group: j, prompt: problem.prompt, promptIds: studentPrompts[j], responseIds: response,
+                tokens: response.map(text), rolloutLogprob: rollouts[i].logprobs, learnerLogprob: learner.logprobs[i],
+                studentEntropy: learner.entropy[i], referenceLogprob: ref.logprobs, referenceEntropy: ref.entropy,
+                teachers: pool.names, teacherLogprobs: ref.teacherLogprobs, teacherWeights: ref.weights,
+                masked: masked[i], kept: kept[i], weight: weights[i],
+                referenceTop1: ref.topTokens, referenceTop1Tokens: ref.topTokens?.map(text), referenceTop1Logprob: ref.topLogprobs,
+                chunks: chunks, answer: problem.answer, completion: completion, reward: reward))
+        }
+        try RolloutLog.write(records, step: step, run: loop.run.url)
     }
 
     /// The model the sampler uses this step: the student, or a copy rounded to bf16/f16.

@@ -25,6 +25,8 @@ struct Chorus: ParsableCommand {
             Score.self,
             Serve.self,
             Info.self,
+            Report.self,
+            Inspect.self,
         ])
 
     /// ArgumentParser's `main`, with four additions: the environment is checked first
