@@ -226,7 +226,12 @@ public final class Comparison {
             said.append("objective.full_vocabulary = false (control-token's routing tokens have no teacher probability)")
             full = false
         }
-        if full && vocabularySize <= fullRecordVocabularyLimit && base.cacheTopK < vocabularySize {
+        // A cache_top_k the run file sets is kept (the fast, approximate choice); else small
+        // vocabularies get whole rows in the records.
+        let explicitTopK = (try? ConfigTable(string: base.text, file: runFile.path).table("teachers")?.has("cache_top_k")) == true
+        if full && explicitTopK && base.cacheTopK < vocabularySize {
+            said.append("teachers.cache_top_k = \(base.cacheTopK) kept from the run file: a strategy whose rollouts another run already scored trains on rows rebuilt from the top-\(base.cacheTopK)")
+        } else if full && vocabularySize <= fullRecordVocabularyLimit && base.cacheTopK < vocabularySize {
             sets.append("teachers.cache_top_k=\(vocabularySize)")
             said.append("teachers.cache_top_k = \(vocabularySize) (cache records hold whole distributions, so cache hits train on exact rows)")
         }

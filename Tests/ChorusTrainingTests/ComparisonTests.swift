@@ -280,6 +280,10 @@ final class ComparisonTests: XCTestCase {
         assertThrows(try compare(runFile, out, steps: 0), containing: ["--steps must be in 1...", "got 0"])
         assertThrows(try compare(runFile, out, overrides: ["train.lr=-1"]), containing: ["lr"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written before the checks pass")
+        // An explicit teachers.cache_top_k is kept (and said), not raised to V.
+        let kept = try compare(runFile, out, overrides: ["teachers.cache_top_k=20"])
+        XCTAssertTrue(kept.runs[0].text!.contains("cache_top_k = 20"))
+        XCTAssertTrue(kept.changes["arithmetic"]!.contains { $0.contains("kept from the run file") }, "\(kept.changes)")
 
         // A non-empty OUTPUT that is not a compare output.
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
