@@ -45,6 +45,9 @@ struct Compare: ParsableCommand {
     @Flag(help: "No per-run progress line on stderr (the run list is still printed).")
     var quiet = false
 
+    @Flag(help: "Print compare.json (one object) on stdout instead of the table.")
+    var json = false
+
     func run() throws {
         func list(_ s: String) -> [String] { s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         let out = URL(fileURLWithPath: output, isDirectory: true)
@@ -61,7 +64,7 @@ struct Compare: ParsableCommand {
         let page = out.appendingPathComponent("report.html")
         try ComparisonReport.write(groups: groups, title: "chorus compare: \(URL(fileURLWithPath: runFile).lastPathComponent)",
                                    summary: summary.rows, to: page)
-        print(summary.table, terminator: "")
+        print(json ? summary.json : summary.table, terminator: "")
         FileHandle.standardError.write(Data("wrote \(RawArguments.restorePaths(out.path))/{table.txt,compare.json,report.html}\n".utf8))
     }
 }

@@ -266,6 +266,26 @@ final class ComparisonTests: XCTestCase {
         XCTAssertTrue(summary.table.contains("sft-self"))
     }
 
+    /// `chorus sft` run files take `[eval]` (the baselines' evaluation): bad keys are named.
+    func testSFTEvalTable() throws {
+        let dir = temporaryDirectory(self)
+        let base = """
+        [model]
+        init = "m"
+        [data]
+        train = "t.jsonl"
+        [eval]
+
+        """
+        for (extra, fragment) in [("benchmarks = [\"add9\"]", "add9"), ("k = 0", "k"), ("", "eval.data"), ("benchmarks = [\"add3\"]\nbogus = 1", "bogus")] {
+            assertThrows(try SFTConfig(text: base + extra, file: "sft.toml", base: dir), containing: ["sft.toml", fragment])
+        }
+        let ok = try SFTConfig(text: base + "benchmarks = [\"add3\", \"rev\"]\nevery = 5\nk = 2", file: "sft.toml", base: dir)
+        XCTAssertEqual(ok.eval?.benchmarks, ["add3", "rev"])
+        XCTAssertEqual(ok.eval?.every, 5)
+        XCTAssertEqual(ok.eval?.maxTokens, 64)
+    }
+
     /// Bad arguments fail before any work with one line naming the option and the valid values.
     func testHostileArguments() throws {
         let (dir, runFile) = try makeCompareSetup(self, steps: 2)
@@ -320,6 +340,10 @@ final class ComparisonTests: XCTestCase {
         let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
         XCTAssertTrue(html.contains("<svg") && html.contains("hard-switch") && html.contains("train KL (k1, last 10%)"))
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("compare.json"))))
+        // --json: compare.json on stdout; the finished runs are skipped.
+        let (s2, json, _) = try runChorus(["compare", runFile.path, "--aggregators", "arithmetic,hard-switch", "--output", out.path, "--quiet", "--json"])
+        XCTAssertEqual(s2, 0)
+        XCTAssertEqual(json, try String(contentsOf: out.appendingPathComponent("compare.json"), encoding: .utf8))
         assertOneLineFailure(try runChorus(["compare", runFile.path, "--aggregators", "mean", "--output", dir.appendingPathComponent("x").path]),
                              containing: ["unknown aggregator 'mean'", "valid: arithmetic"])
     }
