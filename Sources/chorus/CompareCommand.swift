@@ -30,13 +30,13 @@ struct Compare: ParsableCommand {
     @Option(help: "Comma-separated baselines: sft-teacher, sft-self.")
     var baselines: String = ""
 
-    @Option(parsing: .unconditional, help: "Seeds per strategy: the run file's train.seed, +1, ... (default 1).")
+    @Option(parsing: .unconditional, help: "Seeds per strategy: the run file's train.seed, +1, ...")
     var seeds: Int = 1
 
     @Option(parsing: .unconditional, help: "Steps per run (default: the run file's train.steps).")
     var steps: Int?
 
-    @Option(help: "The output directory (default: compare).")
+    @Option(help: "The output directory.")
     var output: String = "compare"
 
     @Option(name: .customLong("set"), help: "Override a run-file key for every run: SECTION.KEY=VALUE (repeatable).")
