@@ -233,12 +233,16 @@ final class ComparisonTests: XCTestCase {
 
     /// The sft-teacher baseline trains to the default strategy's response tokens (the fewest SFT
     /// steps of P·G sequences that reach them) with eval rows; sft-self with a student that is
-    /// never right stops with a one-line error naming the baseline.
+    /// never right is flagged `failed` with the reason, and the compare completes.
     func testBaselinesAtTheTokenBudget() throws {
         let (dir, runFile) = try makeCompareSetup(self)
         let out = dir.appendingPathComponent("cmp")
         let c = try compare(runFile, out, aggregators: ["arithmetic"], baselines: ["sft-teacher", "sft-self"], seeds: 1)
-        assertThrows(try c.run(), containing: ["baseline sft-self", "none of the 32 samples was kept", "no training prompt correctly"])
+        var log: [String] = []
+        c.log = { log.append($0) }
+        XCTAssertTrue(try c.run(), "a baseline that cannot be built is flagged, not fatal")
+        XCTAssertTrue(log.contains("[3/3] sft-self seed 3: failed: none of the 32 samples was kept (the student answered no training prompt correctly)"), "\(log)")
+        XCTAssertEqual(Array(c.failures.keys), [out.appendingPathComponent("sft-self/seed-3").path])
         let opd = try jsonRows(out.appendingPathComponent("arithmetic/seed-3")).filter { $0["loss"] != nil }
         let budget = Int((opd.compactMap { $0["response_length"] as? Double }.reduce(0, +) * 8).rounded())
         XCTAssertGreaterThan(budget, 0)
@@ -264,6 +268,25 @@ final class ComparisonTests: XCTestCase {
         XCTAssertNotNil(summary.cells["sft-teacher"]?["prompts.mean.final"])
         XCTAssertNil(summary.cells["sft-teacher"]?["kl.final"], "SFT logs no KL")
         XCTAssertTrue(summary.table.contains("sft-self"))
+        XCTAssertEqual(summary.flagText("sft-self"), "failed")
+        XCTAssertTrue(summary.notes.contains("sft-self seed 3 failed: none of the 32 samples was kept (the student answered no training prompt correctly)"))
+    }
+
+    /// A strategy whose loss or weights go non-finite is flagged `failed` (its numbers left out),
+    /// and the compare goes on with the others and completes its table.
+    func testDivergingStrategyIsFlagged() throws {
+        let (dir, runFile) = try makeCompareSetup(self, steps: 2)
+        let out = dir.appendingPathComponent("cmp")
+        let c = try compare(runFile, out, seeds: 1, overrides: ["train.lr=1e30", "train.grad_clip=0"])
+        XCTAssertTrue(try c.run())
+        XCTAssertEqual(c.failures.count, 2, "\(c.failures)")
+        let summary = c.summary()
+        XCTAssertEqual(summary.flagText("arithmetic"), "failed")
+        XCTAssertNil(summary.cells["arithmetic"]?["kl.final"])
+        XCTAssertTrue(summary.notes.contains { $0.hasPrefix("geometric seed 3 failed: step ") && $0.contains("not finite") }, "\(summary.notes)")
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(summary.json.utf8)) as? [String: Any])
+        let runs = try XCTUnwrap((json["labels"] as? [[String: Any]])?.first?["runs"] as? [[String: Any]])
+        XCTAssertTrue((runs[0]["failure"] as? String)?.contains("not finite") == true)
     }
 
     /// `chorus sft` run files take `[eval]` (the baselines' evaluation): bad keys are named.
