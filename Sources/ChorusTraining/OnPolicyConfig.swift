@@ -239,9 +239,23 @@ public struct OnPolicyConfig {
     public var rolloutsPerStep: Int { promptsPerStep * groupSize }
 }
 
+/// The TOML literal an override's value stands for: the value itself when it is one (`3`,
+/// `1e-4`, `"cosine"`, `true`, `[1, 2]`), else a bare word or path (`cosine`, `/tmp/run`) taken
+/// as a string, so that `--set output.dir=/tmp/run` works without shell-quoted quotes. Anything
+/// else (an unbalanced quote or bracket, a newline) is refused naming the override — it must
+/// never surface as a syntax error at some line of the run file.
+func overrideLiteral(_ value: String, override o: String, file: String) throws -> String {
+    if (try? ConfigTable(string: "v = \(value)", file: "")) != nil, !value.contains("\n") { return value }
+    let structural: Set<Character> = ["\"", "'", "[", "]", "{", "}", "\n", "\r", "#", "\\"]
+    guard !value.contains(where: { structural.contains($0) || $0.asciiValue.map { $0 < 0x20 } == true }) else {
+        throw ConfigFileError(file, "--set '\(o)': the value is not a TOML literal (a string is quoted: KEY='\"text\"')")
+    }
+    return "\"" + value + "\""
+}
+
 /// Applies `--set section.key=value` overrides to run-file text: the value replaces the key's
 /// line in its table (or is appended to the table, or a new table). Values are TOML literals
-/// (`3`, `1e-4`, `"cosine"`, `true`).
+/// (`3`, `1e-4`, `"cosine"`, `true`), or bare words and paths taken as strings (`overrideLiteral`).
 public func applyOverrides(_ overrides: [String], to text: String, file: String) throws -> String {
     var lines = text.components(separatedBy: "\n")
     for o in overrides {
@@ -250,8 +264,13 @@ public func applyOverrides(_ overrides: [String], to text: String, file: String)
         }
         let section = String(o[..<dot]).trimmingCharacters(in: .whitespaces)
         let key = String(o[o.index(after: dot)..<eq]).trimmingCharacters(in: .whitespaces)
-        let value = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
-        if section.isEmpty || key.isEmpty || value.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
+        let given = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
+        if section.isEmpty || key.isEmpty || given.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
+        guard key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }),
+              section.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }) else {
+            throw ConfigFileError(file, "--set '\(o)': SECTION.KEY may hold letters, digits, '_' and '-' only")
+        }
+        let value = try overrideLiteral(given, override: o, file: file)
         let header = "[\(section)]"
         var start: Int?
         for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces) == header { start = i }
