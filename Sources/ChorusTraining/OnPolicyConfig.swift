@@ -10,7 +10,8 @@ import Foundation
 ///
 ///     [model]       init = "DIR"                      the student (HF directory with tokenizer.json)
 ///     [teachers]    pool = "pool.toml", aggregator = "arithmetic", self_teacher = "frozen" | "follow",
-///                   cache = "DIR", boundaries = [..] (hard switch), soft_switch_log_space = false
+///                   cache = "DIR", cache_top_k = 20, boundaries = [..] (hard switch),
+///                   soft_switch_log_space = false
 ///     [data]        prompts = "file.jsonl" ({"prompt": ..., "answer": ..., other string fields}),
 ///                   or benchmark = "add3" (a built-in benchmark's train split, drawn with
 ///                   train.seed: train.steps × prompts_per_step problems (at most 10⁶), none
@@ -45,6 +46,10 @@ public struct OnPolicyConfig {
     public var cache: URL?
     public var boundaries: [Double]?
     public var softSwitchLogSpace: Bool
+    /// Top-k kept in the cache's records (`teachers.cache_top_k`, default 20). A hit rebuilds
+    /// the rows from the top-k and a uniform tail; `chorus compare` sets it to V for small
+    /// vocabularies so that full-vocabulary runs train on (nearly) exact rows from the cache.
+    public var cacheTopK: Int
     /// The prompt file (`data.prompts`); nil when the prompts come from `benchmark`.
     public var prompts: URL?
     /// The built-in benchmark whose train split gives the prompts (`data.benchmark`).
@@ -123,6 +128,7 @@ public struct OnPolicyConfig {
         cache = try t.string("cache").map(resolve)
         boundaries = try t.doubles("boundaries")
         softSwitchLogSpace = try t.bool("soft_switch_log_space") ?? false
+        cacheTopK = try t.int("cache_top_k", min: 1, max: 65_536) ?? 20
         try t.finish()
 
         let d = try root.required("[data]", try root.table("data"))
@@ -187,24 +193,7 @@ public struct OnPolicyConfig {
         if epochs != nil && tr?.has("steps") == true { throw tr!.error("steps", "give either train.steps or data.epochs, not both") }
         opt = try OptimizationConfig.read(tr, trainer: .onPolicy)
 
-        if let e = try root.table("eval") {
-            let data = try e.string("data").map(resolve)
-            let benchmarks = try e.strings("benchmarks") ?? []
-            for (i, b) in benchmarks.enumerated() where !Benchmark.names.contains(b) {
-                throw e.error("benchmarks", "element \(i): \"\(b)\" is not one of: \(Benchmark.names.joined(separator: ", "))")
-            }
-            if Set(benchmarks).count != benchmarks.count { throw e.error("benchmarks", "names a benchmark twice") }
-            if let data, benchmarks.contains(data.deletingPathExtension().lastPathComponent) {
-                throw e.error("data", "has the name of a benchmark in eval.benchmarks (rows are keyed by name); rename the file")
-            }
-            if data == nil && benchmarks.isEmpty { throw e.error("data", "missing required key (or give eval.benchmarks = [\"add3\", ...])") }
-            eval = EvalSettings(
-                data: data, benchmarks: benchmarks,
-                every: try e.int("every", min: 1) ?? 10, k: try e.int("k", min: 1, max: 1024) ?? 4,
-                problems: try e.int("problems", min: 1), temperature: try e.double("temperature", min: 0, max: 100) ?? 0,
-                topP: try e.double("top_p", min: 1e-6, max: 1) ?? 1, maxTokens: try e.int("max_tokens", min: 1, max: EvalOptions.maxMaxTokens) ?? min(maxTokens, EvalOptions.maxMaxTokens))
-            try e.finish()
-        }
+        if let e = try root.table("eval") { eval = try EvalSettings.read(e, defaultMaxTokens: maxTokens, resolve: resolve) }
         let out = try root.table("output")
         outputDir = resolve(try out?.string("dir") ?? "runs/opd")
         keepCheckpoints = try out?.int("keep_checkpoints", min: 1) ?? 2
@@ -230,10 +219,7 @@ public struct OnPolicyConfig {
     }
 
     /// The evaluation sets of `[eval]`: the `data` file (if any), then each benchmark's eval split.
-    public func evalDatasets() throws -> [PromptDataset] {
-        guard let e = eval else { return [] }
-        return try (e.data.map { [try PromptDataset(contentsOf: $0)] } ?? []) + e.benchmarks.map { try Benchmark.named($0).dataset(split: .eval) }
-    }
+    public func evalDatasets() throws -> [PromptDataset] { try eval?.datasets() ?? [] }
 
     /// Sequences per step (P × G).
     public var rolloutsPerStep: Int { promptsPerStep * groupSize }

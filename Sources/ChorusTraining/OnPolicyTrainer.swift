@@ -33,8 +33,6 @@ public final class OnPolicyTrainer {
     /// The reduced-precision copy the sampler reads (nil: the student itself).
     var sampler: TransformerModel?
     let workspace = ForwardWorkspace()
-    /// The evaluator's own scratch, so an evaluation leaves the rollout workspace as it was.
-    let evalWorkspace = ForwardWorkspace()
 
     /// Print progress to stderr.
     public var showProgress: Bool { get { loop.showProgress } set { loop.showProgress = newValue } }
@@ -67,27 +65,8 @@ public final class OnPolicyTrainer {
         model = student
         // Evaluation prompts of a control-token student start with the strongest (last)
         // teacher's token, as DESIGN.md's routing prescribes at evaluation.
-        if let e = config.eval {
-            let evalPrefix = options.controlTokenIds?.last.map { [$0] } ?? []
-            evaluators = try config.evalDatasets().map { set in
-                do {
-                    return try Evaluator(
-                        dataset: set, tokenizer: tok,
-                        options: EvalOptions(k: e.k, problems: e.problems, temperature: e.temperature, topP: e.topP,
-                                             maxTokens: e.maxTokens, seed: config.opt.seed ^ 0xE7A1_5EED),
-                        promptPrefix: evalPrefix)
-                } catch let error as EvalError {
-                    // The evaluator speaks in `chorus eval`'s flags; a run file names its keys.
-                    if case let .tooFewProblems(path, have, want) = error {
-                        throw ConfigFileError(path, "eval.problems = \(want), but the " + (e.benchmarks.contains(path) ? "benchmark's eval split" : "file")
-                                                    + " holds \(have) problems")
-                    }
-                    throw error
-                }
-            }
-        } else {
-            evaluators = []
-        }
+        let evalPrefix = options.controlTokenIds?.last.map { [$0] } ?? []
+        evaluators = try config.eval?.evaluators(tokenizer: tok, seed: config.opt.seed, prefix: evalPrefix) ?? []
         pool = try TeacherPool.load(manifest: config.pool, student: StudentSource(
             directory: config.student, liveModel: config.followSelfTeacher ? model : nil))
         options.weights = pool.weights
@@ -95,6 +74,7 @@ public final class OnPolicyTrainer {
         if config.fullVocabulary { try pool.requireSharedVocabulary(for: "objective.full_vocabulary = true") }
         if config.filter == .teacherEntropy { try pool.requireSharedVocabulary(for: "filter.by = \"teacher-entropy\"") }
         if let dir = config.cache { pool.store = try ScoreCacheStore(directory: dir) }
+        pool.cacheTopK = config.cacheTopK
         aggregator = try AggregatorFactory.make(name: config.aggregator, teacherCount: pool.teachers.count, options: options)
         for p in promptIds { try model.checkTokens(p) }
         // Run-file sizes: one micro-batch of the longest rollout must fit the memory limit.
@@ -122,33 +102,16 @@ public final class OnPolicyTrainer {
     /// Runs the remaining steps; returns the final model directory (nil if stopped early).
     @discardableResult
     public func train() throws -> URL? {
-        if !evaluators.isEmpty, let every = config.eval?.every {
-            let steps = loop.options.steps
-            let logged = loop.run.evalSteps()
-            if let last = logged.last { loop.progressFields = [("eval", String(format: "%.3f", last.meanAtK))] }
-            // Step 0 (the initial student) is evaluated once, also when a run killed before its
-            // first checkpoint is resumed.
-            if loop.state.step == 0 && !logged.contains(where: { $0.step == 0 }) { try evaluate(step: 0) }
-            loop.afterStep = { [unowned self] s in
-                if s % every == 0 || s == steps { try self.evaluate(step: s) }
-            }
-        }
-        defer { loop.afterStep = nil }
+        let periodic = PeriodicEvaluation(evaluators: evaluators, model: model, stopTokens: stopTokens, loop: loop)
+        if let every = config.eval?.every { try periodic.attach(every: every) }
+        defer { periodic.detach() }
         return try loop.train { state in try self.step(&state) }
     }
 
-    /// Runs every evaluator on the current student and logs `{"step": s, "eval": {NAME: {...},
-    /// ...}, "eval_seconds": t}`, one entry per set in `[eval]` order. It reads the f32 student
-    /// and its own seeds only: the run's RNG and weights are untouched, so a run with
-    /// evaluations trains exactly as one without. The progress line shows each set's mean@k.
+    /// Runs every evaluator on the current student and logs the step's eval row
+    /// (`PeriodicEvaluation.evaluate`).
     func evaluate(step: Int) throws {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let results = try evaluators.map { try $0.run(model: model, stopTokens: stopTokens, workspace: evalWorkspace) }
-        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        loop.appendRow([("step", .int(step)), ("eval", .raw(JSONText.object(results.map { ($0.name, $0.summaryJSON) }))),
-                        ("eval_seconds", .double(dt))])
-        loop.progressFields = results.count == 1 ? [("eval", String(format: "%.3f", results[0].scores.meanAtK))]
-            : results.map { ("eval " + $0.name, String(format: "%.3f", $0.scores.meanAtK)) }
+        try PeriodicEvaluation(evaluators: evaluators, model: model, stopTokens: stopTokens, loop: loop).evaluate(step: step)
     }
 
     /// The prompts of 0-based step `step`: a seeded permutation per epoch, so any step's batch

@@ -1,6 +1,7 @@
 import ChorusCore
 import ChorusConfig
 import ChorusModel
+import ChorusTasks
 import ChorusTensor
 import ChorusTokenizer
 import Foundation
@@ -16,6 +17,8 @@ public typealias SFTExample = TrainingSequence
 ///     [train]   steps, batch_size, micro_batch, lr, schedule, warmup, min_lr_ratio,
 ///               weight_decay, beta1, beta2, eps, grad_clip, seed, threads,
 ///               checkpoint_every, log_every
+///     [eval]    as in `chorus train` (`OnPolicyConfig`): evaluation at step 0, every `every`
+///               steps and after the last (max_tokens defaults to 64)
 ///     [output]  dir = "runs/NAME", keep_checkpoints = 2
 ///
 /// Relative paths are relative to the run file.
@@ -26,6 +29,8 @@ public struct SFTConfig {
     public var maxLength: Int
     public var eos: String?
     public var opt: OptimizationConfig
+    /// Evaluation during training (`[eval]`), as in an on-policy run; nil without the table.
+    public var eval: OnPolicyConfig.EvalSettings?
     public var outputDir: URL
     public var keepCheckpoints: Int
     /// The run file text (recorded in the run directory).
@@ -64,6 +69,7 @@ public struct SFTConfig {
         eos = try dt.string("eos")
         try dt.finish()
         opt = try OptimizationConfig.read(try root.table("train"))
+        if let e = try root.table("eval") { eval = try OnPolicyConfig.EvalSettings.read(e, defaultMaxTokens: 64, resolve: resolve) }
         let ot = try root.table("output")
         outputDir = resolve(try ot?.string("dir") ?? "runs/sft")
         keepCheckpoints = try ot?.int("keep_checkpoints", min: 1) ?? 2
@@ -149,6 +155,8 @@ public final class SFTTrainer {
     public let model: TransformerModel
     public let tokenizer: Tokenizer
     public let examples: [SFTExample]
+    /// The evaluations of `[eval]` (empty without the table).
+    public let evaluators: [Evaluator]
     /// Steps, checkpoints, metrics and stop requests.
     public let loop: OptimizationLoop
     /// Print progress to stderr.
@@ -189,6 +197,7 @@ public final class SFTTrainer {
         let longest = examples.map(\.tokens.count).max() ?? 0
         try MemoryCheck.training(model.config, tokens: config.opt.microBatch * longest, longest: longest)
         order = EpochOrder(count: examples.count, seed: config.opt.seed)
+        evaluators = try config.eval?.evaluators(tokenizer: tokenizer, seed: config.opt.seed) ?? []
         loop = try OptimizationLoop(model: model, options: config.opt, directory: resume ?? config.outputDir, resume: resume != nil,
                                     runFileText: config.text, settings: ["kind": "sft", "examples": examples.count],
                                     tokenizerJSON: tokenizerJSON, keepCheckpoints: config.keepCheckpoints)
@@ -215,6 +224,9 @@ public final class SFTTrainer {
     public func train() throws -> URL? {
         let micro = config.opt.microBatch
         let tape = TrainingTape()
+        let periodic = PeriodicEvaluation(evaluators: evaluators, model: model, stopTokens: Set(model.config.eosTokenIds), loop: loop)
+        if let every = config.eval?.every { try periodic.attach(every: every) }
+        defer { periodic.detach() }
         return try loop.train { state in
             let batch = self.batch(step: state.step)
             let weights = SFTTrainer.lossWeights(batch)

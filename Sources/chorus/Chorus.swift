@@ -16,6 +16,7 @@ struct Chorus: ParsableCommand {
             Convert.self,
             SFT.self,
             Train.self,
+            Compare.self,
             Eval.self,
             TasksCommand.self,
             Tokenize.self,
