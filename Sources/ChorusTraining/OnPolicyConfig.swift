@@ -11,6 +11,9 @@ import Foundation
 ///     [model]       init = "DIR"                      the student (HF directory with tokenizer.json)
 ///     [teachers]    pool = "pool.toml", aggregator = "arithmetic", self_teacher = "frozen" | "follow",
 ///                   cache = "DIR", boundaries = [..] (hard switch), soft_switch_log_space = false
+///     [curriculum]  space = "arithmetic" | "geometric", transition = "step" | "linear", and
+///                   [[curriculum.stage]] at = P, weights = { NAME = W, ... } (docs/curricula.md);
+///                   the table makes the aggregator "curriculum" (another one is refused)
 ///     [data]        prompts = "file.jsonl" ({"prompt": ..., "answer": ..., other string fields}),
 ///                   or benchmark = "add3" (a built-in benchmark's train split, drawn with
 ///                   train.seed: train.steps × prompts_per_step problems (at most 10⁶), none
@@ -45,6 +48,9 @@ public struct OnPolicyConfig {
     public var cache: URL?
     public var boundaries: [Double]?
     public var softSwitchLogSpace: Bool
+    /// The run file's `[curriculum]` (teacher names not yet matched to the pool: see
+    /// `curriculum(manifest:)`); nil when the run file has none.
+    public var curriculum: CurriculumSpec?
     /// The prompt file (`data.prompts`); nil when the prompts come from `benchmark`.
     public var prompts: URL?
     /// The built-in benchmark whose train split gives the prompts (`data.benchmark`).
@@ -78,6 +84,8 @@ public struct OnPolicyConfig {
     public var rolloutsEvery: Int
     /// The run file text (recorded in the run directory).
     public var text: String
+    /// The run file as errors name it.
+    public var file: String
 
     /// Evaluation during training (`[eval]`): what `chorus eval` runs, at step 0, every
     /// `every` steps and after the last.
@@ -110,6 +118,7 @@ public struct OnPolicyConfig {
 
     public init(text: String, file: String, base: URL) throws {
         self.text = text
+        self.file = file
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
         let root = try ConfigTable(string: text, file: file)
         let m = try root.required("[model]", try root.table("model"))
@@ -118,11 +127,23 @@ public struct OnPolicyConfig {
 
         let t = try root.required("[teachers]", try root.table("teachers"))
         pool = resolve(try t.required("pool", try t.string("pool")))
-        aggregator = try t.choice("aggregator", AggregatorFactory.names) ?? "arithmetic"
+        let named = try t.choice("aggregator", AggregatorFactory.names)
         followSelfTeacher = (try t.choice("self_teacher", ["frozen", "follow"]) ?? "frozen") == "follow"
         cache = try t.string("cache").map(resolve)
         boundaries = try t.doubles("boundaries")
         softSwitchLogSpace = try t.bool("soft_switch_log_space") ?? false
+        // A curriculum is an aggregator: [curriculum] implies aggregator = "curriculum", and
+        // another strategy beside it is refused rather than one of the two ignored.
+        curriculum = try root.table("curriculum").map { try CurriculumSpec(table: $0) }
+        if curriculum != nil, let n = named, n != "curriculum" {
+            throw t.error("aggregator", "\"\(n)\" conflicts with the [curriculum] table (a curriculum is its own aggregator): remove one of the two")
+        }
+        aggregator = curriculum != nil ? "curriculum" : named ?? "arithmetic"
+        if aggregator == "curriculum" {
+            for k in ["boundaries", "soft_switch_log_space"] where t.has(k) {
+                throw t.error(k, "does not apply to aggregator \"curriculum\" (its stages give at and weights, [curriculum] space the mixture)")
+            }
+        }
         try t.finish()
 
         let d = try root.required("[data]", try root.table("data"))
@@ -233,6 +254,24 @@ public struct OnPolicyConfig {
     public func evalDatasets() throws -> [PromptDataset] {
         guard let e = eval else { return [] }
         return try (e.data.map { [try PromptDataset(contentsOf: $0)] } ?? []) + e.benchmarks.map { try Benchmark.named($0).dataset(split: .eval) }
+    }
+
+    /// The `curriculum` aggregator's stages over the pool `manifest`'s teachers: the run
+    /// file's `[curriculum]` (teacher names checked against the pool), else the manifest's;
+    /// nil for other aggregators. Throws when `aggregator = "curriculum"` has neither, or both
+    /// give one (a curriculum lives in one place, so no edit is silently overridden).
+    public func curriculum(manifest: PoolManifest) throws -> Curriculum? {
+        guard aggregator == "curriculum" else { return nil }
+        guard let spec = curriculum else {
+            if let c = manifest.curriculum { return c }
+            throw ConfigFileError(file: file, key: "teachers.aggregator",
+                                  reason: "\"curriculum\" needs a [curriculum] table, in the run file or in the pool manifest \(manifest.file.path)")
+        }
+        if manifest.curriculum != nil {
+            throw ConfigFileError(file: spec.file, key: spec.key,
+                                  reason: "the pool manifest \(manifest.file.path) has its own [curriculum]; give the curriculum in one place")
+        }
+        return try spec.resolve(teacherNames: manifest.teachers.map(\.name))
     }
 
     /// Sequences per step (P × G).

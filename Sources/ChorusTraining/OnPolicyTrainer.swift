@@ -59,6 +59,8 @@ public final class OnPolicyTrainer {
         // Control-token routing adds one <|teacher-k|> token per teacher to the student.
         var options = AggregatorOptions(boundaries: config.boundaries, softSwitchLogSpace: config.softSwitchLogSpace, seed: config.opt.seed)
         let manifest = try PoolManifest.load(contentsOf: config.pool)
+        // Stage weights name teachers: checked against the pool before any model loads.
+        options.curriculum = try config.curriculum(manifest: manifest)
         if config.aggregator == "control-token" {
             let (m, ids) = try ControlTokenInstaller.install(student: student, tokenizer: tokenizer, teacherCount: manifest.teachers.count)
             student = m
