@@ -84,6 +84,15 @@ public struct Curriculum: Aggregator, Equatable {
         return Mixture(weights: weights(at: c.progress), space: space)
     }
 
+    /// The curriculum as JSON-ready values (run.json): `space` (arithmetic | geometric),
+    /// `transition`, and `stages`, each `at` and the normalised weight per teacher name.
+    public func settings(teacherNames names: [String]) -> [String: Any] {
+        ["space": space == .probability ? "arithmetic" : "geometric", "transition": transition.rawValue,
+         "stages": stages.map { s -> [String: Any] in
+             ["at": s.at, "weights": Dictionary(uniqueKeysWithValues: zip(names, s.weights))]
+         }]
+    }
+
     /// The hard switch as a curriculum: stage k one-hot on teacher k from b_k (b_0 = 0; a
     /// boundary at 0 drops the teachers it skips), `step` transitions. Same boundaries and
     /// defaults (equal stages) as `HardSwitch`.

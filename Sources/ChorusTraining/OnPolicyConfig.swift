@@ -127,24 +127,27 @@ public struct OnPolicyConfig {
 
         let t = try root.required("[teachers]", try root.table("teachers"))
         pool = resolve(try t.required("pool", try t.string("pool")))
-        let named = try t.choice("aggregator", AggregatorFactory.names)
+        aggregator = try t.choice("aggregator", AggregatorFactory.names) ?? "arithmetic"
         followSelfTeacher = (try t.choice("self_teacher", ["frozen", "follow"]) ?? "frozen") == "follow"
         cache = try t.string("cache").map(resolve)
         boundaries = try t.doubles("boundaries")
         softSwitchLogSpace = try t.bool("soft_switch_log_space") ?? false
+        try t.finish()
+
         // A curriculum is an aggregator: [curriculum] implies aggregator = "curriculum", and
         // another strategy beside it is refused rather than one of the two ignored.
         curriculum = try root.table("curriculum").map { try CurriculumSpec(table: $0) }
-        if curriculum != nil, let n = named, n != "curriculum" {
-            throw t.error("aggregator", "\"\(n)\" conflicts with the [curriculum] table (a curriculum is its own aggregator): remove one of the two")
+        if curriculum != nil {
+            if t.has("aggregator"), aggregator != "curriculum" {
+                throw t.error("aggregator", "\"\(aggregator)\" conflicts with the [curriculum] table (a curriculum is its own aggregator): remove one of the two")
+            }
+            aggregator = "curriculum"
         }
-        aggregator = curriculum != nil ? "curriculum" : named ?? "arithmetic"
         if aggregator == "curriculum" {
             for k in ["boundaries", "soft_switch_log_space"] where t.has(k) {
                 throw t.error(k, "does not apply to aggregator \"curriculum\" (its stages give at and weights, [curriculum] space the mixture)")
             }
         }
-        try t.finish()
 
         let d = try root.required("[data]", try root.table("data"))
         prompts = try d.string("prompts").map(resolve)
@@ -280,7 +283,9 @@ public struct OnPolicyConfig {
 
 /// Applies `--set section.key=value` overrides to run-file text: the value replaces the key's
 /// line in its table (or is appended to the table, or a new table). Values are TOML literals
-/// (`3`, `1e-4`, `"cosine"`, `true`).
+/// (`3`, `1e-4`, `"cosine"`, `true`). `section[N].key` addresses the N-th (0-based) entry of
+/// an array of tables, e.g. `curriculum.stage[1].at=0.3` for the second `[[curriculum.stage]]`;
+/// an index past the last entry is an error.
 public func applyOverrides(_ overrides: [String], to text: String, file: String) throws -> String {
     var lines = text.components(separatedBy: "\n")
     for o in overrides {
@@ -291,9 +296,23 @@ public func applyOverrides(_ overrides: [String], to text: String, file: String)
         let key = String(o[o.index(after: dot)..<eq]).trimmingCharacters(in: .whitespaces)
         let value = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
         if section.isEmpty || key.isEmpty || value.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
-        let header = "[\(section)]"
+        var header = "[\(section)]"
         var start: Int?
-        for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces) == header { start = i }
+        if section.hasSuffix("]"), let open = section.lastIndex(of: "["), let n = Int(section[section.index(after: open)..<section.index(before: section.endIndex)]) {
+            // An entry of an array of tables: its header line may carry a comment.
+            let base = String(section[..<open])
+            header = "[[\(base)]]"
+            let entries = lines.indices.filter { i in
+                let l = lines[i].trimmingCharacters(in: .whitespaces)
+                return l.hasPrefix(header) && (l.dropFirst(header.count).trimmingCharacters(in: .whitespaces).first.map { $0 == "#" } ?? true)
+            }
+            guard n >= 0, n < entries.count else {
+                throw ConfigFileError(file, "--set '\(o)': the file has \(entries.count) [[\(base)]] table\(entries.count == 1 ? "" : "s"); index \(n) is out of range")
+            }
+            start = entries[n]
+        } else {
+            for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces) == header { start = i }
+        }
         guard let s = start else { lines += ["", header, "\(key) = \(value)"]; continue }
         var end = lines.count, replaced = false
         for i in (s + 1)..<lines.count where lines[i].trimmingCharacters(in: .whitespaces).hasPrefix("[") { end = i; break }

@@ -105,10 +105,13 @@ public final class OnPolicyTrainer {
         stopTokens = Set(model.config.eosTokenIds)
         var opt = config.opt
         if let e = config.epochs { opt.steps = max(1, Int((e * Double(prompts.count) / Double(config.promptsPerStep)).rounded(.up))) }
+        var settings: [String: Any] = ["kind": "opd", "prompts": prompts.count, "teachers": pool.names,
+                                       "aggregator": config.aggregator, "steps": opt.steps]
+        // The stages as used (normalised), also when they came from the pool manifest.
+        if let c = options.curriculum { settings["curriculum"] = c.settings(teacherNames: pool.names) }
         loop = try OptimizationLoop(model: model, options: opt, directory: resume ?? config.outputDir, resume: resume != nil,
                                     runFileText: config.text,
-                                    settings: ["kind": "opd", "prompts": prompts.count, "teachers": pool.names,
-                                               "aggregator": config.aggregator, "steps": opt.steps],
+                                    settings: settings,
                                     tokenizerJSON: Data(tokenizer.jsonString().utf8), keepCheckpoints: config.keepCheckpoints)
         // Rollout files of steps after the checkpoint belong to lost work (redone now); a fresh
         // run starts with none.

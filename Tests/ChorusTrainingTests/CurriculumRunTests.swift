@@ -56,6 +56,27 @@ final class CurriculumRunTests: XCTestCase {
         assertThrows(try OnPolicyTrainer(config: t), containing: ["curriculum.stage[1].weights.strnog"])
     }
 
+    /// `--set curriculum.stage[N].KEY=V` edits the N-th `[[curriculum.stage]]` (what a sweep of a
+    /// stage's `at` needs); an index past the last stage is refused.
+    func testOverridesAddressAStage() throws {
+        let (dir, runFile) = try setup(steps: 2, curriculum: halfway)
+        let c = try OnPolicyConfig(contentsOf: runFile, overrides: ["curriculum.stage[1].at=0.75", "curriculum.stage[0].weights={ weak = 2, strong = 2 }",
+                                                                     "curriculum.transition=\"linear\""])
+        let cur = try XCTUnwrap(try c.curriculum(manifest: try manifest(dir)))
+        XCTAssertEqual(cur.stages.map(\.at), [0, 0.75])
+        XCTAssertEqual(cur.stages[0].weights, [0.5, 0.5])
+        XCTAssertEqual(cur.transition, .linear)
+        // A key the stage lacks is added to that stage only.
+        let text = try applyOverrides(["curriculum.stage[0].note=1"], to: try String(contentsOf: runFile, encoding: .utf8), file: "r.toml")
+        assertThrows(try OnPolicyConfig(text: text, file: "r.toml", base: dir), containing: ["curriculum.stage[0].note", "unknown key"])
+        assertThrows(try OnPolicyConfig(contentsOf: runFile, overrides: ["curriculum.stage[2].at=0.9"]),
+                     containing: ["curriculum.stage[2].at=0.9", "has 2 [[curriculum.stage]] tables", "index 2 is out of range"])
+        // The bundled examples' stage headers carry comments.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let floor = try OnPolicyConfig(contentsOf: root.appendingPathComponent("schedules/curricula/floor.toml"), overrides: ["curriculum.stage[2].at=0.55"])
+        XCTAssertEqual(floor.curriculum?.stages.map(\.at), [0, 0.25, 0.55, 0.75])
+    }
+
     func testCurriculumInThePoolManifest() throws {
         let pooled = halfway.replacingOccurrences(of: "transition = \"step\"", with: "transition = \"linear\"")
         // aggregator = "curriculum" without a table: the pool's curriculum.
@@ -90,8 +111,15 @@ final class CurriculumRunTests: XCTestCase {
                 XCTAssertEqual(row["weight/weak"] as? Double ?? .nan, w[0], accuracy: 1e-12, "\(transition) \(row)")
                 XCTAssertEqual(row["weight/strong"] as? Double ?? .nan, w[1], accuracy: 1e-12, "\(transition) \(row)")
             }
-            let runJSON = try String(contentsOf: dir.appendingPathComponent("out/run.json"), encoding: .utf8)
-            XCTAssertTrue(runJSON.contains("\"curriculum\""), runJSON)
+            // run.json records the stages as used (normalised).
+            let runJSON = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("out/run.json"))) as? [String: Any])
+            XCTAssertEqual(runJSON["aggregator"] as? String, "curriculum")
+            let recorded = try XCTUnwrap(runJSON["curriculum"] as? [String: Any])
+            XCTAssertEqual(recorded["transition"] as? String, transition)
+            XCTAssertEqual(recorded["space"] as? String, "arithmetic")
+            let stages = try XCTUnwrap(recorded["stages"] as? [[String: Any]])
+            XCTAssertEqual(stages.map { $0["at"] as? Double }, [0, 0.5])
+            XCTAssertEqual(stages[1]["weights"] as? [String: Double], ["weak": 0.25, "strong": 0.75])
         }
     }
 }
