@@ -11,9 +11,6 @@ import Foundation
 ///     [model]       init = "DIR"                      the student (HF directory with tokenizer.json)
 ///     [teachers]    pool = "pool.toml", aggregator = "arithmetic", self_teacher = "frozen" | "follow",
 ///                   cache = "DIR", boundaries = [..] (hard switch), soft_switch_log_space = false
-///     [curriculum]  space = "arithmetic" | "geometric", transition = "step" | "linear", and
-///                   [[curriculum.stage]] at = P, weights = { NAME = W, ... } (docs/curricula.md);
-///                   the table makes the aggregator "curriculum" (another one is refused)
 ///     [data]        prompts = "file.jsonl" ({"prompt": ..., "answer": ..., other string fields}),
 ///                   or benchmark = "add3" (a built-in benchmark's train split, drawn with
 ///                   train.seed: train.steps × prompts_per_step problems (at most 10⁶), none
@@ -38,6 +35,9 @@ import Foundation
 ///     [output]      dir = "runs/opd", keep_checkpoints = 2, rollouts_every = (eval.every, or
 ///                   50 without [eval]; 0 = off): record the rollouts of step 1, every N-th step
 ///                   and the last under dir/rollouts/ (`RolloutLog`, for `chorus inspect`)
+///     [curriculum]  space = "arithmetic" | "geometric", transition = "step" | "linear", and
+///                   [[curriculum.stage]] at = P, weights = { NAME = W, ... } (docs/curricula.md);
+///                   the table makes the aggregator "curriculum" (another one is refused)
 ///
 /// Relative paths are relative to the run file.
 public struct OnPolicyConfig {
@@ -48,9 +48,6 @@ public struct OnPolicyConfig {
     public var cache: URL?
     public var boundaries: [Double]?
     public var softSwitchLogSpace: Bool
-    /// The run file's `[curriculum]` (teacher names not yet matched to the pool: see
-    /// `curriculum(manifest:)`); nil when the run file has none.
-    public var curriculum: CurriculumSpec?
     /// The prompt file (`data.prompts`); nil when the prompts come from `benchmark`.
     public var prompts: URL?
     /// The built-in benchmark whose train split gives the prompts (`data.benchmark`).
@@ -86,6 +83,9 @@ public struct OnPolicyConfig {
     public var text: String
     /// The run file as errors name it.
     public var file: String
+    /// The run file's `[curriculum]` (teacher names not yet matched to the pool: see
+    /// `curriculum(manifest:)`); nil when the run file has none.
+    public var curriculum: CurriculumSpec?
 
     /// Evaluation during training (`[eval]`): what `chorus eval` runs, at step 0, every
     /// `every` steps and after the last.
