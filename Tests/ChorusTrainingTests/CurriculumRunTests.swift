@@ -77,6 +77,27 @@ final class CurriculumRunTests: XCTestCase {
         XCTAssertEqual(floor.curriculum?.stages.map(\.at), [0, 0.25, 0.55, 0.75])
     }
 
+    /// A run derived with another aggregator (what `chorus compare` does) drops the table first.
+    func testRemovingTheCurriculumForAnotherAggregator() throws {
+        let (dir, runFile) = try setup(steps: 2, curriculum: halfway + "\n[[curriculum.stage]]   # a comment\nat = 0.9\nweights = { weak = 0, strong = 1 }\n")
+        let text = try String(contentsOf: runFile, encoding: .utf8)
+        let plain = try removingCurriculum(from: text, file: runFile.path)
+        XCTAssertFalse(plain.contains("curriculum"))
+        XCTAssertTrue(plain.contains("[output]") && plain.contains("dir = \"out\""), "the tables after it are kept")
+        let from = try XCTUnwrap(text.range(of: "[curriculum]")), to = try XCTUnwrap(text.range(of: "[output]"))
+        XCTAssertEqual(plain, String(text[..<from.lowerBound]) + String(text[to.lowerBound...]), "exactly the curriculum lines go")
+        let arithmetic = try OnPolicyConfig(text: try applyOverrides(["teachers.aggregator=\"arithmetic\""], to: plain, file: "r.toml"), file: "r.toml", base: dir)
+        XCTAssertEqual(arithmetic.aggregator, "arithmetic")
+        XCTAssertNil(arithmetic.curriculum)
+        // Without removal the derived run is refused; text without a curriculum is unchanged.
+        assertThrows(try OnPolicyConfig(text: try applyOverrides(["teachers.aggregator=\"arithmetic\""], to: text, file: "r.toml"), file: "r.toml", base: dir),
+                     containing: ["conflicts with the [curriculum] table"])
+        XCTAssertEqual(try removingCurriculum(from: plain, file: "r.toml"), plain)
+        // A top-level dotted key that defines the table without a header is not silently left behind.
+        assertThrows(try removingCurriculum(from: "curriculum.space = \"geometric\"\n[teachers]\npool = \"p\"\n", file: "r.toml"),
+                     containing: ["r.toml", "could not remove"])
+    }
+
     func testCurriculumInThePoolManifest() throws {
         let pooled = halfway.replacingOccurrences(of: "transition = \"step\"", with: "transition = \"linear\"")
         // aggregator = "curriculum" without a table: the pool's curriculum.
