@@ -13,7 +13,72 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHED = os.path.join(ROOT, "schedules")
 PATH_KEYS = {("model", "init"), ("teachers", "pool"), ("output", "dir")}
 
-# (file, header lines, {section: {key: value or None to delete}}); output.dir is derived.
+# Curricula (schedules/curricula/): a [curriculum] table appended verbatim (docs/curricula.md).
+# The bundled ladder is t1..t4, weakest first.
+WARMUP_LADDER = """
+[curriculum]
+space = "arithmetic"
+transition = "linear"
+
+[[curriculum.stage]]          # warm-up: t1 alone until p = 0.2
+at = 0.2
+weights = { t1 = 1, t2 = 0, t3 = 0, t4 = 0 }
+
+[[curriculum.stage]]          # then up the ladder, each teacher blended into the next
+at = 0.4
+weights = { t1 = 0, t2 = 1, t3 = 0, t4 = 0 }
+
+[[curriculum.stage]]
+at = 0.6
+weights = { t1 = 0, t2 = 0, t3 = 1, t4 = 0 }
+
+[[curriculum.stage]]          # t4 alone from p = 0.8 to the end
+at = 0.8
+weights = { t1 = 0, t2 = 0, t3 = 0, t4 = 1 }
+"""
+
+THREE_STAGE = """
+[curriculum]
+space = "arithmetic"
+transition = "linear"
+
+[[curriculum.stage]]          # t1 alone until p = 0.15
+at = 0.15
+weights = { t1 = 1, t2 = 0, t3 = 0, t4 = 0 }
+
+[[curriculum.stage]]          # t2 and t3 in equal parts at p = 0.5
+at = 0.5
+weights = { t1 = 0, t2 = 1, t3 = 1, t4 = 0 }
+
+[[curriculum.stage]]          # t4 alone from p = 0.85
+at = 0.85
+weights = { t1 = 0, t2 = 0, t3 = 0, t4 = 1 }
+"""
+
+FLOOR = """
+[curriculum]
+space = "arithmetic"
+transition = "step"
+
+[[curriculum.stage]]          # t1 alone for the first quarter
+at = 0.0
+weights = { t1 = 1, t2 = 0, t3 = 0, t4 = 0 }
+
+[[curriculum.stage]]          # then the ladder takes 80%, t1 keeps 20% to the end
+at = 0.25
+weights = { t1 = 0.2, t2 = 0.8, t3 = 0, t4 = 0 }
+
+[[curriculum.stage]]
+at = 0.5
+weights = { t1 = 0.2, t2 = 0, t3 = 0.8, t4 = 0 }
+
+[[curriculum.stage]]
+at = 0.75
+weights = { t1 = 0.2, t2 = 0, t3 = 0, t4 = 0.8 }
+"""
+
+# (file, header lines, {section: {key: value or None to delete}}[, text appended]); output.dir
+# is derived.
 VARIANTS = [
     ("aggregators/arithmetic.toml", ["Aggregator arithmetic: log pi_ref = log sum_k w_k pi_k (the probability-space mean,",
                                      "uniform weights; per-teacher `weight` in the pool manifest changes them). Same as default.toml."], {}),
@@ -78,6 +143,18 @@ VARIANTS = [
     ("filters/teacher-entropy.toml", ["Filter teacher-entropy: keep the tokens whose reference entropy is in the lowest 80%",
                                       "of the batch (percentiles [0, 0.8]): skip tokens the teachers are unsure of."],
      {"filter": {"by": '"teacher-entropy"', "min": "0.0", "max": "0.8"}}),
+    ("curricula/warmup-ladder.toml", ["Curriculum: a warm-up on the weakest teacher, then the ladder. t1 alone until",
+                                      "p = 0.2, then each teacher blended linearly into the next (t2 at 0.4, t3 at 0.6),",
+                                      "t4 alone from 0.8. The [curriculum] table makes the aggregator \"curriculum\"."],
+     {"teachers": {"aggregator": '"curriculum"'}}, WARMUP_LADDER),
+    ("curricula/three-stage.toml", ["Curriculum: a three-stage blend t1 -> t2 + t3 -> t4. t1 alone until p = 0.15,",
+                                    "blended linearly into an equal mix of t2 and t3 at 0.5, then into t4, alone",
+                                    "from 0.85 to the end."],
+     {"teachers": {"aggregator": '"curriculum"'}}, THREE_STAGE),
+    ("curricula/floor.toml", ["Curriculum: keep a floor of the weakest teacher. t1 alone for the first quarter, then",
+                              "t2, t3 and t4 in turn (step transitions at 0.25, 0.5, 0.75), each mixed with 20% of t1",
+                              "to the end (probability space: the reference keeps a fifth of t1's mass)."],
+     {"teachers": {"aggregator": '"curriculum"'}}, FLOOR),
 ]
 
 
@@ -98,7 +175,7 @@ def parse(text):
     return sections
 
 
-def render(sections, name, header, changes):
+def render(sections, name, header, changes, tail=""):
     depth = name.count("/")
     stem = name[:-len(".toml")]
     out = ["# " + h for h in header]
@@ -124,17 +201,17 @@ def render(sections, name, header, changes):
         for k, v in changes.get(sec, {}).items():
             if (sec, k) not in seen and v is not None:
                 out.append("%s = %s  # <- differs from default.toml" % (k, v))
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + tail
 
 
 def main():
     with open(os.path.join(SCHED, "default.toml")) as f:
         sections = parse(f.read())
-    for name, header, changes in VARIANTS:
+    for name, header, changes, *tail in VARIANTS:
         path = os.path.join(SCHED, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
-            f.write(render(sections, name, header, changes))
+            f.write(render(sections, name, header, changes, *tail))
         print("wrote", os.path.relpath(path, ROOT))
 
 

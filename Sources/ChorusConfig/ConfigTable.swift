@@ -68,6 +68,11 @@ public final class ConfigTable {
     /// Whether the key is present.
     public func has(_ k: String) -> Bool { table[k] != nil }
 
+    /// The keys present in this table, sorted: for tables whose keys are names the reader
+    /// does not know in advance (a curriculum stage's weight per teacher). Reading a key
+    /// still marks it used; `finish()` still rejects the ones nobody read.
+    public var keys: [String] { table.keys.sorted() }
+
     /// The value of `k`, recording that it was asked for and, when present, used.
     private func value(_ k: String) -> TOMLValueConvertible? {
         if !asked.contains(k) { asked.append(k) }

@@ -25,6 +25,9 @@ public struct ReportGroup: Sendable {
 /// `evalSmoothing` for eval curves, `trainSmoothing` for train metrics), the band spans the
 /// smoothed minimum to maximum over its runs, and the faint line is the unsmoothed mean. A
 /// group that never logged a metric draws no line there; NaN and null values are gaps.
+/// Below them, "Teacher weights": for each group whose runs logged the aggregator's weights
+/// (`weight/NAME`), one stacked-area panel, a band per teacher (weakest at the bottom) over
+/// training, the mean over the group's runs (unsmoothed: a curriculum's switch stays sharp).
 public enum ComparisonReport {
     /// EMA weight of the eval curves (few points).
     public static let evalSmoothing = 0.6
@@ -122,6 +125,13 @@ public enum ComparisonReport {
             html += figure(id: "plot-\(p.key)", title: p.title, about: p.about, series: series)
         }
         html += "</div>\n"
+        let panels = groups.indices.map { weightsFigure(group: $0, label: groups[$0].label, runs: runs[$0]) }.filter { !$0.isEmpty }
+        if !panels.isEmpty {
+            html += "<h2>Teacher weights</h2>\n<p class=\"about\">The aggregator's weight of each teacher in the step's references "
+                + "(metrics <code>weight/NAME</code>), stacked so the bands fill [0, 1], weakest teacher at the bottom; the mean over "
+                + "the group's runs, unsmoothed. A curriculum's stages show as the bands' changes over training.</p>\n"
+                + "<div class=\"plots\">" + panels.joined() + "</div>\n"
+        }
         if !absent.isEmpty { notes.append("not logged by any run (no plot): " + absent.joined(separator: ", ")) }
         if !notes.isEmpty {
             html += "<h2>Notes</h2>\n<ul class=\"notes\">" + notes.map { "<li>\(escape($0))</li>" }.joined() + "</ul>\n"
@@ -166,6 +176,30 @@ public enum ComparisonReport {
         return "<figure class=\"plot-figure\"><figcaption><b>\(escape(title))</b> <span>\(escape(about))</span></figcaption>\(svg)</figure>"
     }
 
+    /// The stacked teacher-weight panel of one group ("" when none of its runs logged
+    /// `weight/NAME`): at each step, each teacher's mean over the runs with a finite value.
+    static func weightsFigure(group gi: Int, label: String, runs: [RunMetrics]) -> String {
+        var teachers: [String] = []
+        for m in runs { for t in m.weightTeachers where !teachers.contains(t) { teachers.append(t) } }
+        if teachers.isEmpty { return "" }
+        let keys = teachers.map { RunMetrics.weightPrefix + $0 }
+        let steps = Set(runs.flatMap { m in keys.flatMap { m.points($0).map(\.step) } }).sorted()
+        let layers = zip(teachers, keys).map { name, key -> (label: String, values: [Double]) in
+            let perRun = runs.map { Dictionary($0.points(key).map { ($0.step, $0.value) }, uniquingKeysWith: { $1 }) }
+            return (name, steps.map { s in
+                let xs = perRun.compactMap { $0[s] }.filter(\.isFinite)
+                return xs.isEmpty ? .nan : xs.reduce(0) { $0 + $1 / Double(xs.count) }
+            })
+        }
+        let title = "Teacher weights: \(label)"
+        let svg = SVGPlot.renderStacked(id: "plot-weights-\(gi)", group: gi, steps: steps, layers: layers, yLabel: title)
+        if svg.isEmpty { return "" }
+        let key = teachers.enumerated().map { k, t in
+            "<span class=\"swatch\"><svg width=\"10\" height=\"10\" aria-hidden=\"true\"><rect width=\"10\" height=\"10\" fill=\"\(SVGPlot.color(k))\"/></svg> \(escape(t))</span>"
+        }.joined(separator: " ")
+        return "<figure class=\"plot-figure weights\"><figcaption><b>\(escape(title))</b> <span>\(runs.count) run\(runs.count == 1 ? "" : "s"); bottom to top: </span>\(key)</figcaption>\(svg)</figure>"
+    }
+
     static func legend(groups: [ReportGroup], runs: [[RunMetrics]]) -> String {
         var h = "<div class=\"legend\" id=\"legend\">"
         for (i, g) in groups.enumerated() {
@@ -205,6 +239,7 @@ public enum ComparisonReport {
     svg.plot .tick{font-size:10px;fill:#555}svg.plot .axis{font-size:11px;fill:#333}
     svg.plot .line{fill:none;stroke-width:2;stroke-linejoin:round}svg.plot .raw{fill:none;stroke-width:1;stroke-opacity:.3}
     svg.plot .band{fill-opacity:.16;stroke:none}svg.plot .series.hidden{display:none}
+    svg.plot .area{fill-opacity:.55;stroke:none}svg.plot .edge{stroke-width:1.2}.swatch{white-space:nowrap;font-size:.9em}
     .notes{color:#7a4b00;font-size:.88em}details.runs{margin:6px 0 0;font-size:.9em}
     """
 

@@ -29,9 +29,15 @@ public struct RunMetrics: Sendable {
     public var notes: [String]
     /// The last step with a row (train or eval).
     public var lastStep: Int?
+    /// The teachers with an aggregator-weight series (`weight/NAME`), in pool order (run.json's
+    /// `teachers`, weakest first), then any others sorted; empty when the run logged none.
+    public var weightTeachers: [String] = []
 
     /// The prefix of eval series names.
     public static let evalPrefix = "eval/"
+    /// The prefix of the aggregator's per-teacher weight series (`weight/NAME`: the mean
+    /// weight of teacher NAME in the step's references, Σ over teachers = 1).
+    public static let weightPrefix = "weight/"
 
     /// Reads `directory`/metrics.jsonl and run.json. Throws `ReportError.unreadableRun` when
     /// metrics.jsonl is missing, unreadable or holds no readable row.
@@ -81,12 +87,18 @@ public struct RunMetrics: Sendable {
         }
         if rows == 0 { throw ReportError.unreadableRun(directory.path, "metrics.jsonl holds no readable row") }
         out.series = byName.mapValues { d in d.keys.sorted().map { MetricPoint(step: $0, value: d[$0]!) } }
+        var poolOrder: [String] = []
         if let data = try? Data(contentsOf: directory.appendingPathComponent("run.json")),
            let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
             for key in ["kind", "aggregator", "seed", "steps"] {
                 if let s = obj[key] as? String { out.settings[key] = s } else if let n = obj[key] as? NSNumber { out.settings[key] = n.stringValue }
             }
+            poolOrder = (obj["teachers"] as? [Any])?.compactMap { $0 as? String } ?? []
         }
+        let weighted = Set(out.series.keys.filter { $0.hasPrefix(weightPrefix) && $0.count > weightPrefix.count }
+            .map { String($0.dropFirst(weightPrefix.count)) })
+        var seen = Set<String>()
+        out.weightTeachers = poolOrder.filter { weighted.contains($0) && seen.insert($0).inserted } + weighted.subtracting(poolOrder).sorted()
         return out
     }
 

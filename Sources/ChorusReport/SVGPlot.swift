@@ -88,6 +88,61 @@ enum SVGPlot {
         return svg
     }
 
+    /// The `<svg>` of a stacked-area panel: `layers` (bottom first, one per teacher) are
+    /// fractions at `steps` (each layer's values has one entry per step) that sum to about 1;
+    /// layer k fills the band between the sum of layers 0..<k and 0...k. A step where any layer
+    /// is NaN is a gap. The y axis spans [0, 1] (or the largest sum, if above 1). Everything
+    /// sits in one `<g class="series" data-group=group>`, so the legend toggles the panel.
+    static func renderStacked(id: String, group: Int, steps: [Int], layers: [(label: String, values: [Double])], yLabel: String) -> String {
+        let valid = steps.indices.filter { i in layers.allSatisfy { $0.values[i].isFinite && $0.values[i] >= 0 } }
+        guard !layers.isEmpty, let first = valid.first, let last = valid.last else { return "" }
+        // Cumulative sums: tops[k][i] = Σ_{j<=k} layers[j].values[i].
+        var tops = [[Double]](repeating: [Double](repeating: .nan, count: steps.count), count: layers.count)
+        for i in valid {
+            var acc = 0.0
+            for k in layers.indices { acc += layers[k].values[i]; tops[k][i] = acc }
+        }
+        let yHi = max(1, valid.map { tops[layers.count - 1][$0] }.max() ?? 1)
+        guard yHi.isFinite else { return "" }
+        let xLo = Double(steps[first]), xHi = Double(steps[last] == steps[first] ? steps[first] + 1 : steps[last])
+        let pw = width - left - right, ph = height - top - bottom
+        func px(_ step: Int) -> Double { left + (Double(step) - xLo) / (xHi - xLo) * pw }
+        func py(_ v: Double) -> Double { top + ph - v / yHi * ph }
+
+        var svg = "<svg class=\"plot stacked\" id=\"\(ComparisonReport.escape(id))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(ComparisonReport.escape(yLabel)) over steps\">"
+        svg += "<rect class=\"frame\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\"/>"
+        let yTicks = ticks(0, yHi)
+        for t in yTicks {
+            let y = py(t)
+            svg += "<line class=\"grid\" x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(y))\" y2=\"\(f(y))\"/>"
+            svg += "<text class=\"tick\" x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(t, ticks: yTicks))</text>"
+        }
+        for t in ticks(xLo, xHi, integer: true) {
+            let x = left + (t - xLo) / (xHi - xLo) * pw
+            svg += "<line class=\"grid\" x1=\"\(f(x))\" x2=\"\(f(x))\" y1=\"\(f(top))\" y2=\"\(f(top + ph))\"/>"
+            svg += "<text class=\"tick\" x=\"\(f(x))\" y=\"\(f(top + ph + 16))\" text-anchor=\"middle\">\(Int(t))</text>"
+        }
+        svg += "<text class=\"axis\" x=\"\(f(left + pw / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">step</text>"
+        svg += "<g class=\"series\" data-group=\"\(group)\">"
+        let zero = [Double](repeating: 0, count: steps.count)
+        for (k, layer) in layers.enumerated() {
+            let c = color(k)
+            let low = k == 0 ? zero.indices.map { tops[0][$0].isFinite ? 0 : .nan } : tops[k - 1]
+            svg += "<g class=\"layer\" data-teacher=\"\(k)\"><title>\(ComparisonReport.escape(layer.label))</title>"
+            let band = bandPath(steps: steps, low: low, high: tops[k], x: px, y: py)
+            if !band.isEmpty { svg += "<path class=\"area\" d=\"\(band)\" fill=\"\(c)\"/>" }
+            let edge = linePath(steps: steps, values: tops[k], x: px, y: py)
+            if !edge.isEmpty { svg += "<path class=\"line edge\" d=\"\(edge)\" stroke=\"\(c)\"/>" }
+            // A lone valid step between gaps draws no band: mark it.
+            for i in valid where (i == 0 || !tops[k][i - 1].isFinite) && (i == steps.count - 1 || !tops[k][i + 1].isFinite) {
+                svg += "<line class=\"line edge\" x1=\"\(f(px(steps[i])))\" x2=\"\(f(px(steps[i])))\" y1=\"\(f(py(low[i])))\" y2=\"\(f(py(tops[k][i])))\" stroke=\"\(c)\" stroke-width=\"4\"/>"
+            }
+            svg += "</g>"
+        }
+        svg += "</g></svg>"
+        return svg
+    }
+
     /// The y range with 8% padding, kept finite. A flat series (its spread below 1e-9 of its
     /// magnitude: rounding in the smoothing, not a change) gets ±10% of its value, or ±1 at 0.
     static func paddedRange(_ y0: Double, _ y1: Double) -> (Double, Double) {

@@ -61,6 +61,8 @@ public enum AggregatorError: Error, CustomStringConvertible, Equatable {
     case badBoundaries(String)
     case noTeachers
     case badControlTokens(String)
+    /// A curriculum's stages are invalid, or `curriculum` was asked for without one.
+    case badCurriculum(String)
 
     public var description: String {
         switch self {
@@ -71,6 +73,7 @@ public enum AggregatorError: Error, CustomStringConvertible, Equatable {
         case let .badBoundaries(r): return "hard-switch boundaries: \(r)"
         case .noTeachers: return "an aggregator needs at least one teacher"
         case let .badControlTokens(r): return "control tokens: \(r)"
+        case let .badCurriculum(r): return "curriculum: \(r)"
         }
     }
 }
@@ -166,29 +169,27 @@ public struct HardSwitch: Aggregator {
 
 /// A moving mixture of two neighbouring teachers: x = p·(K−1), j = floor(x), λ = x − j,
 /// π_ref = (1−λ)·π_j + λ·π_{j+1} (or the normalized geometric blend with `logSpace`).
+///
+/// Computed as its curriculum (`Curriculum.softSwitch`: stage k one-hot on teacher k at
+/// k/(K−1), linear blends), so the two are one computation. Why it matters: within rounding
+/// of a stage start the two ways of finding λ give the fading teacher weights like 4e-16 and
+/// 3e-16, and in probability space the reference log-prob of a token only that teacher
+/// supports moves with log w (here by ln 4/3), so only one path agrees position by position.
 public struct SoftSwitch: Aggregator {
     public let name = "soft-switch"
     public let teacherCount: Int
     public let logSpace: Bool
+    /// The equivalent curriculum, which computes the weights.
+    public let curriculum: Curriculum
     public init(teacherCount K: Int, logSpace: Bool = false) throws {
         if K <= 0 { throw AggregatorError.noTeachers }
         teacherCount = K
         self.logSpace = logSpace
+        curriculum = try Curriculum.softSwitch(teacherCount: K, logSpace: logSpace)
     }
     public func mixture(_ c: AggregationContext) throws -> Mixture {
         try check(c)
-        let K = teacherCount
-        let x = c.progress * Double(K - 1)
-        let j = min(Int(x.rounded(.down)), K - 1)
-        let lambda = x - Double(j)
-        var w = [Double](repeating: 0, count: K)
-        if j == K - 1 || lambda == 0 {
-            w[j] = 1
-        } else {
-            w[j] = 1 - lambda
-            w[j + 1] = lambda
-        }
-        return Mixture(weights: w, space: logSpace ? .logarithm : .probability)
+        return try curriculum.mixture(c)
     }
 }
 
@@ -269,19 +270,22 @@ public struct AggregatorOptions: Sendable {
     /// The student's control-token ids for control-token routing (default: V, V+1, … for a
     /// student vocabulary V without them, see `TeacherPool.controlTokenIds`).
     public var controlTokenIds: [Int]?
+    /// The stages of `curriculum` (from a run file's or a pool manifest's `[curriculum]`).
+    public var curriculum: Curriculum?
     public init(weights: [Double]? = nil, boundaries: [Double]? = nil, softSwitchLogSpace: Bool = false,
-                seed: UInt64 = 0, controlTokenIds: [Int]? = nil) {
+                seed: UInt64 = 0, controlTokenIds: [Int]? = nil, curriculum: Curriculum? = nil) {
         self.weights = weights
         self.boundaries = boundaries
         self.softSwitchLogSpace = softSwitchLogSpace
         self.seed = seed
         self.controlTokenIds = controlTokenIds
+        self.curriculum = curriculum
     }
 }
 
 /// Builds aggregators by name.
 public enum AggregatorFactory {
-    public static let names = ["arithmetic", "geometric", "hard-switch", "soft-switch", "control-token", "random"]
+    public static let names = ["arithmetic", "geometric", "hard-switch", "soft-switch", "control-token", "random", "curriculum"]
 
     public static func make(name: String, teacherCount K: Int, options o: AggregatorOptions = AggregatorOptions()) throws -> any Aggregator {
         switch name {
@@ -293,6 +297,12 @@ public enum AggregatorFactory {
             guard let ids = o.controlTokenIds else { throw AggregatorError.badControlTokens("no control-token ids given") }
             return try ControlTokenRouting(teacherCount: K, controlTokenIds: ids)
         case "random": return try RandomRouting(teacherCount: K, seed: o.seed)
+        case "curriculum":
+            guard let c = o.curriculum else {
+                throw AggregatorError.badCurriculum("none given (write a [curriculum] table in the run file or the pool manifest)")
+            }
+            if c.teacherCount != K { throw AggregatorError.badCurriculum("its stages weigh \(c.teacherCount) teachers, the pool has \(K)") }
+            return c
         default: throw AggregatorError.unknownName(name)
         }
     }

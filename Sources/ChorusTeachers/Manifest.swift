@@ -54,6 +54,12 @@ public struct TeacherSpec: Sendable, Equatable {
 /// path = "demo/other"
 /// cross_tokenizer = true          # may have its own tokenizer.json (docs/cross-tokenizer.md)
 /// chat_template = "User: {prompt}\nAssistant:"   # optional, cross-tokenizer teachers only
+///
+/// [curriculum]                    # optional: the pool's curriculum (docs/curricula.md), used
+/// transition = "linear"           # by runs with aggregator = "curriculum" that give none
+/// [[curriculum.stage]]
+/// at = 0.0
+/// weights = { small = 1, self = 0, other-family = 0 }
 /// ```
 /// Paths are relative to the manifest file. A self-teacher with `path` is a frozen copy of
 /// that checkpoint; without `path` it is the pool's student (`student =` here, overridden by
@@ -64,6 +70,9 @@ public struct PoolManifest: Sendable, Equatable {
     /// The student directory named by the manifest, if any (absolute).
     public var student: URL?
     public var teachers: [TeacherSpec]
+    /// The `[curriculum]` table over these teachers, if any (the `curriculum` aggregator's
+    /// stages when the run file has none; a run file may not give a second one).
+    public var curriculum: Curriculum?
 
     /// Reads and validates a manifest file.
     public static func load(contentsOf url: URL) throws -> PoolManifest {
@@ -134,6 +143,10 @@ public struct PoolManifest: Sendable, Equatable {
             try t.finish()
             specs.append(TeacherSpec(name: name, kind: kind, path: url, weight: weight ?? 1, weightGiven: weight != nil,
                                      privileged: privileged, remote: remote, crossTokenizer: cross, chatTemplate: chat))
+        }
+        // After the teachers: stage weights are checked against their names.
+        if let c = try root.table("curriculum") {
+            curriculum = try CurriculumSpec(table: c).resolve(teacherNames: specs.map(\.name))
         }
         try root.finish()
         // The largest weight, not the sum: 1e308 + 1e308 overflows but is a fine pair of weights.

@@ -98,10 +98,12 @@ public final class TeacherPool {
         return (0..<teachers.count).map { vocabularySize + $0 }
     }
 
-    /// An aggregator by name with this pool's static weights and control-token ids filled in.
+    /// An aggregator by name with this pool's static weights, control-token ids and (for
+    /// `curriculum`) its manifest's `[curriculum]` filled in.
     public func makeAggregator(name: String, options: AggregatorOptions = AggregatorOptions()) throws -> any Aggregator {
         var o = options
         if o.weights == nil { o.weights = weights }
+        if o.curriculum == nil { o.curriculum = manifest?.curriculum }
         if o.controlTokenIds == nil { o.controlTokenIds = controlTokenIds() }
         return try AggregatorFactory.make(name: name, teacherCount: teachers.count, options: o)
     }

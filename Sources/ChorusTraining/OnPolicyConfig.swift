@@ -36,6 +36,9 @@ import Foundation
 ///     [output]      dir = "runs/opd", keep_checkpoints = 2, rollouts_every = (eval.every, or
 ///                   50 without [eval]; 0 = off): record the rollouts of step 1, every N-th step
 ///                   and the last under dir/rollouts/ (`RolloutLog`, for `chorus inspect`)
+///     [curriculum]  space = "arithmetic" | "geometric", transition = "step" | "linear", and
+///                   [[curriculum.stage]] at = P, weights = { NAME = W, ... } (docs/curricula.md);
+///                   the table makes the aggregator "curriculum" (another one is refused)
 ///
 /// Relative paths are relative to the run file.
 public struct OnPolicyConfig {
@@ -83,6 +86,11 @@ public struct OnPolicyConfig {
     public var rolloutsEvery: Int
     /// The run file text (recorded in the run directory).
     public var text: String
+    /// The run file as errors name it.
+    public var file: String
+    /// The run file's `[curriculum]` (teacher names not yet matched to the pool: see
+    /// `curriculum(manifest:)`); nil when the run file has none.
+    public var curriculum: CurriculumSpec?
 
     /// Evaluation during training (`[eval]`): what `chorus eval` runs, at step 0, every
     /// `every` steps and after the last.
@@ -115,6 +123,7 @@ public struct OnPolicyConfig {
 
     public init(text: String, file: String, base: URL) throws {
         self.text = text
+        self.file = file
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
         let root = try ConfigTable(string: text, file: file)
         let m = try root.required("[model]", try root.table("model"))
@@ -130,6 +139,21 @@ public struct OnPolicyConfig {
         softSwitchLogSpace = try t.bool("soft_switch_log_space") ?? false
         cacheTopK = try t.int("cache_top_k", min: 1, max: 65_536) ?? 20
         try t.finish()
+
+        // A curriculum is an aggregator: [curriculum] implies aggregator = "curriculum", and
+        // another strategy beside it is refused rather than one of the two ignored.
+        curriculum = try root.table("curriculum").map { try CurriculumSpec(table: $0) }
+        if curriculum != nil {
+            if t.has("aggregator"), aggregator != "curriculum" {
+                throw t.error("aggregator", "\"\(aggregator)\" conflicts with the [curriculum] table (a curriculum is its own aggregator): remove one of the two")
+            }
+            aggregator = "curriculum"
+        }
+        if aggregator == "curriculum" {
+            for k in ["boundaries", "soft_switch_log_space"] where t.has(k) {
+                throw t.error(k, "does not apply to aggregator \"curriculum\" (its stages give at and weights, [curriculum] space the mixture)")
+            }
+        }
 
         let d = try root.required("[data]", try root.table("data"))
         prompts = try d.string("prompts").map(resolve)
@@ -221,13 +245,48 @@ public struct OnPolicyConfig {
     /// The evaluation sets of `[eval]`: the `data` file (if any), then each benchmark's eval split.
     public func evalDatasets() throws -> [PromptDataset] { try eval?.datasets() ?? [] }
 
+    /// The `curriculum` aggregator's stages over the pool `manifest`'s teachers: the run
+    /// file's `[curriculum]` (teacher names checked against the pool), else the manifest's;
+    /// nil for other aggregators. Throws when `aggregator = "curriculum"` has neither, or both
+    /// give one (a curriculum lives in one place, so no edit is silently overridden).
+    public func curriculum(manifest: PoolManifest) throws -> Curriculum? {
+        guard aggregator == "curriculum" else { return nil }
+        guard let spec = curriculum else {
+            if let c = manifest.curriculum { return c }
+            throw ConfigFileError(file: file, key: "teachers.aggregator",
+                                  reason: "\"curriculum\" needs a [curriculum] table, in the run file or in the pool manifest \(manifest.file.path)")
+        }
+        if manifest.curriculum != nil {
+            throw ConfigFileError(file: spec.file, key: spec.key,
+                                  reason: "the pool manifest \(manifest.file.path) has its own [curriculum]; give the curriculum in one place")
+        }
+        return try spec.resolve(teacherNames: manifest.teachers.map(\.name))
+    }
+
     /// Sequences per step (P × G).
     public var rolloutsPerStep: Int { promptsPerStep * groupSize }
 }
 
+/// The TOML literal an override's value stands for: the value itself when it is one (`3`,
+/// `1e-4`, `"cosine"`, `true`, `[1, 2]`), else a bare word or path (`cosine`, `/tmp/run`) taken
+/// as a string, so that `--set output.dir=/tmp/run` works without shell-quoted quotes. Anything
+/// else (an unbalanced quote or bracket, a newline) is refused naming the override — it must
+/// never surface as a syntax error at some line of the run file.
+func overrideLiteral(_ value: String, override o: String, file: String) throws -> String {
+    if (try? ConfigTable(string: "v = \(value)", file: "")) != nil, !value.contains("\n") { return value }
+    let structural: Set<Character> = ["\"", "'", "[", "]", "{", "}", "\n", "\r", "#", "\\"]
+    guard !value.contains(where: { structural.contains($0) || $0.asciiValue.map { $0 < 0x20 } == true }) else {
+        throw ConfigFileError(file, "--set '\(o)': the value is not a TOML literal (a string is quoted: KEY='\"text\"')")
+    }
+    return "\"" + value + "\""
+}
+
 /// Applies `--set section.key=value` overrides to run-file text: the value replaces the key's
 /// line in its table (or is appended to the table, or a new table). Values are TOML literals
-/// (`3`, `1e-4`, `"cosine"`, `true`).
+/// (`3`, `1e-4`, `"cosine"`, `true`), or bare words and paths taken as strings (`overrideLiteral`).
+/// `section[N].key` addresses the N-th (0-based) entry of an array of tables, e.g.
+/// `curriculum.stage[1].at=0.3` for the second `[[curriculum.stage]]`; an index past the last
+/// entry is an error.
 public func applyOverrides(_ overrides: [String], to text: String, file: String) throws -> String {
     var lines = text.components(separatedBy: "\n")
     for o in overrides {
@@ -236,11 +295,30 @@ public func applyOverrides(_ overrides: [String], to text: String, file: String)
         }
         let section = String(o[..<dot]).trimmingCharacters(in: .whitespaces)
         let key = String(o[o.index(after: dot)..<eq]).trimmingCharacters(in: .whitespaces)
-        let value = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
-        if section.isEmpty || key.isEmpty || value.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
-        let header = "[\(section)]"
+        let given = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
+        if section.isEmpty || key.isEmpty || given.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
+        guard key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }),
+              section.allSatisfy({ $0.isLetter || $0.isNumber || "_-.[]".contains($0) }) else {
+            throw ConfigFileError(file, "--set '\(o)': SECTION.KEY may hold letters, digits, '_' and '-' only (and [N] after an array of tables)")
+        }
+        let value = try overrideLiteral(given, override: o, file: file)
+        var header = "[\(section)]"
         var start: Int?
-        for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces) == header { start = i }
+        if section.hasSuffix("]"), let open = section.lastIndex(of: "["), let n = Int(section[section.index(after: open)..<section.index(before: section.endIndex)]) {
+            // An entry of an array of tables: its header line may carry a comment.
+            let base = String(section[..<open])
+            header = "[[\(base)]]"
+            let entries = lines.indices.filter { i in
+                let l = lines[i].trimmingCharacters(in: .whitespaces)
+                return l.hasPrefix(header) && (l.dropFirst(header.count).trimmingCharacters(in: .whitespaces).first.map { $0 == "#" } ?? true)
+            }
+            guard n >= 0, n < entries.count else {
+                throw ConfigFileError(file, "--set '\(o)': the file has \(entries.count) [[\(base)]] table\(entries.count == 1 ? "" : "s"); index \(n) is out of range")
+            }
+            start = entries[n]
+        } else {
+            for (i, l) in lines.enumerated() where l.trimmingCharacters(in: .whitespaces) == header { start = i }
+        }
         guard let s = start else { lines += ["", header, "\(key) = \(value)"]; continue }
         var end = lines.count, replaced = false
         for i in (s + 1)..<lines.count where lines[i].trimmingCharacters(in: .whitespaces).hasPrefix("[") { end = i; break }

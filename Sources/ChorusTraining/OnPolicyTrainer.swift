@@ -57,6 +57,8 @@ public final class OnPolicyTrainer {
         // Control-token routing adds one <|teacher-k|> token per teacher to the student.
         var options = AggregatorOptions(boundaries: config.boundaries, softSwitchLogSpace: config.softSwitchLogSpace, seed: config.opt.seed)
         let manifest = try PoolManifest.load(contentsOf: config.pool)
+        // Stage weights name teachers: checked against the pool before any model loads.
+        options.curriculum = try config.curriculum(manifest: manifest)
         if config.aggregator == "control-token" {
             let (m, ids) = try ControlTokenInstaller.install(student: student, tokenizer: tokenizer, teacherCount: manifest.teachers.count)
             student = m
@@ -83,10 +85,13 @@ public final class OnPolicyTrainer {
         stopTokens = Set(model.config.eosTokenIds)
         var opt = config.opt
         if let e = config.epochs { opt.steps = max(1, Int((e * Double(prompts.count) / Double(config.promptsPerStep)).rounded(.up))) }
+        var settings: [String: Any] = ["kind": "opd", "prompts": prompts.count, "teachers": pool.names,
+                                       "aggregator": config.aggregator, "steps": opt.steps]
+        // The stages as used (normalised), also when they came from the pool manifest.
+        if let c = options.curriculum { settings["curriculum"] = c.settings(teacherNames: pool.names) }
         loop = try OptimizationLoop(model: model, options: opt, directory: resume ?? config.outputDir, resume: resume != nil,
                                     runFileText: config.text,
-                                    settings: ["kind": "opd", "prompts": prompts.count, "teachers": pool.names,
-                                               "aggregator": config.aggregator, "steps": opt.steps],
+                                    settings: settings,
                                     tokenizerJSON: Data(tokenizer.jsonString().utf8), keepCheckpoints: config.keepCheckpoints)
         // Rollout files of steps after the checkpoint belong to lost work (redone now); a fresh
         // run starts with none.

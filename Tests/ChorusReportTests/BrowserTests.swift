@@ -72,6 +72,11 @@ final class BrowserTests: XCTestCase {
         // The SFT group logged no KL: three lines (arithmetic, geometric, the real run), bands for the multi-seed groups.
         XCTAssertEqual(kl["groups"] as? Int, 3)
         XCTAssertEqual(kl["bands"] as? Int, 2)
+        // The real run logged weight/t-weak and weight/t-strong: its stacked teacher-weight panel,
+        // one band per teacher; the synthetic groups logged none.
+        let weights = try XCTUnwrap(plots.first { $0["id"] as? String == "plot-weights-3" }, "\(plots.map { $0["id"] ?? "" })")
+        XCTAssertEqual(weights["lines"] as? Int, 2)
+        XCTAssertEqual(plots.filter { ($0["id"] as? String ?? "").hasPrefix("plot-weights-") }.count, 1)
         XCTAssertGreaterThan(r["hiddenAfterClick"] as? Int ?? 0, 0, "the legend toggle hid nothing")
         XCTAssertEqual(r["hiddenAfterSecondClick"] as? Int, 0)
         try screenshot(chromium, page, name: "report.png")

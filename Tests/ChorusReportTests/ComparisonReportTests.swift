@@ -198,6 +198,79 @@ final class ComparisonReportTests: XCTestCase {
         XCTAssertTrue(ComparisonReport.lines("kl_k1", groups: [ReportGroup(label: "g", runDirectories: [a, b])], runs: runs, smoothing: 0).isEmpty)
     }
 
+    /// The attribute `attr` of every element `<tag class="cls"` inside the plot `id`.
+    func attributes(_ html: String, plot id: String, tag: String = "path", cls: String, attr: String = "d") -> [String] {
+        guard let start = html.range(of: "id=\"\(id)\"") else { return [] }
+        let svg = html[start.upperBound...]
+        var rest = svg[..<(svg.range(of: "</svg>")?.lowerBound ?? svg.endIndex)]
+        var out: [String] = []
+        while let r = rest.range(of: "<\(tag) class=\"\(cls)\"") {
+            let el = rest[r.upperBound...].prefix { $0 != ">" }
+            if let a = el.range(of: " \(attr)=\"") { out.append(String(el[a.upperBound...].prefix { $0 != "\"" })) }
+            rest = rest[r.upperBound...]
+        }
+        return out
+    }
+
+    /// Runs that log `weight/NAME` get a stacked teacher-weight panel (pool order from
+    /// run.json, the mean over a group's runs); runs without those fields get none.
+    func testTeacherWeightsPanelAppearsOnlyWithWeightFields() throws {
+        let dir = temporaryDirectory(self)
+        // A step curriculum: t1 alone for steps 1-5, then t2; run b keeps t1 at 0 throughout.
+        func rows(_ t1: (Int) -> Double) -> [String] {
+            (1...10).map { s in "{\"step\": \(s), \"loss\": 1, \"weight/t2\": \(1 - t1(s)), \"weight/t1\": \(t1(s))}" }
+        }
+        let a = try writeRun(dir.appendingPathComponent("cur/seed-0"), rows: rows { $0 <= 5 ? 1 : 0 })
+        let b = try writeRun(dir.appendingPathComponent("cur/seed-1"), rows: rows { _ in 0 })
+        for r in [a, b] {
+            // Pool order t1 (weakest) then t2, the reverse of the alphabet-free row order above.
+            try "{\"kind\": \"opd\", \"seed\": 0, \"teachers\": [\"t1\", \"t2\", \"t3\"]}"
+                .write(to: r.appendingPathComponent("run.json"), atomically: true, encoding: .utf8)
+        }
+        let plain = try writeRun(dir.appendingPathComponent("plain"), rows: syntheticRows(steps: 10))
+        XCTAssertEqual(try RunMetrics.read(a).weightTeachers, ["t1", "t2"], "pool order, only teachers with a series")
+        XCTAssertEqual(try RunMetrics.read(plain).weightTeachers, [])
+
+        let html = try ComparisonReport.render(groups: [ReportGroup(label: "cur", runDirectories: [a]), ReportGroup(label: "plain", runDirectories: [plain]),
+                                                        ReportGroup(label: "both", runDirectories: [a, b])], title: "t", summary: nil)
+        assertFiniteCoordinates(html)
+        XCTAssertTrue(html.contains("<h2>Teacher weights</h2>"))
+        XCTAssertTrue(html.contains("id=\"plot-weights-0\""))
+        XCTAssertFalse(html.contains("id=\"plot-weights-1\""), "the group without weight fields has no panel")
+        XCTAssertTrue(html.contains("id=\"plot-weights-2\""))
+        XCTAssertEqual(attributes(html, plot: "plot-weights-0", tag: "g", cls: "layer", attr: "data-teacher"), ["0", "1"])
+        XCTAssertTrue(html.contains("<title>t1</title>") && html.contains("<title>t2</title>"))
+        // One band per teacher. The plot area spans y = 12 (weight sum 1) to 242 (0): t1's top
+        // edge is at the top for steps 1-5, at the bottom after; t2's top edge stays at 1.
+        XCTAssertEqual(attributes(html, plot: "plot-weights-0", cls: "area").count, 2)
+        let edges = attributes(html, plot: "plot-weights-0", cls: "line edge")
+        XCTAssertEqual(edges.count, 2)
+        let t1 = edges[0].split(separator: "L").map { $0.split(separator: " ").last.map(String.init) ?? "" }
+        XCTAssertEqual(t1, ["12.00", "12.00", "12.00", "12.00", "12.00", "242.00", "242.00", "242.00", "242.00", "242.00"])
+        XCTAssertTrue(edges[1].split(separator: "L").allSatisfy { $0.hasSuffix(" 12.00") || $0.hasSuffix(" 12.00 ") }, edges[1])
+        // The group of two runs: t1's weight is the mean, 0.5 (y = 127) for steps 1-5.
+        let mean = attributes(html, plot: "plot-weights-2", cls: "line edge")[0].split(separator: "L").map { $0.split(separator: " ").last.map(String.init) ?? "" }
+        XCTAssertEqual(Array(mean.prefix(6)), ["127.00", "127.00", "127.00", "127.00", "127.00", "242.00"])
+
+        // No run with weight fields: no section, no panel.
+        let none = try ComparisonReport.render(groups: [ReportGroup(label: "plain", runDirectories: [plain])], title: "t", summary: nil)
+        XCTAssertFalse(none.contains("Teacher weights"))
+        XCTAssertFalse(none.contains("plot-weights-"))
+
+        // A null or negative weight is a gap; coordinates stay finite; a run.json without
+        // teachers orders them by name.
+        let gappy = try writeRun(dir.appendingPathComponent("gappy"), rows: (1...6).map { s in
+            "{\"step\": \(s), \"weight/b\": \(s == 3 ? "null" : "0.25"), \"weight/a\": \(s == 5 ? "-1" : "0.75")}"
+        })
+        XCTAssertEqual(try RunMetrics.read(gappy).weightTeachers, ["a", "b"])
+        let g = try ComparisonReport.render(groups: [ReportGroup(label: "g", runDirectories: [gappy])], title: "t", summary: nil)
+        assertFiniteCoordinates(g)
+        let area = try XCTUnwrap(attributes(g, plot: "plot-weights-0", cls: "area").first)
+        XCTAssertEqual(area.components(separatedBy: "M").count - 1, 1, "one band, steps 1-2, before the gaps: \(area)")
+        XCTAssertEqual(attributes(g, plot: "plot-weights-0", tag: "line", cls: "line edge", attr: "x1").count, 4,
+                       "steps 4 and 6 stand alone between gaps: a mark per layer each")
+    }
+
     /// `chorus report`: the page, its one-line errors, and concurrent writers of one output
     /// (each writes a temporary file and renames it: the result is one whole page).
     func testReportCommand() throws {

@@ -13,8 +13,13 @@ final class AggregatorTests: XCTestCase {
 
     func testReferenceNormalizesForEveryStrategy() throws {
         let pool = try tinyPool(3, weights: [1, 2, 3])
+        // The curriculum strategy's stages (the other strategies ignore them): a linear blend
+        // in either space.
+        let stages = [CurriculumStage(at: 0.1, weights: [1, 0, 0]), CurriculumStage(at: 0.6, weights: [0, 1, 2])]
+        let arithmetic = try Curriculum(stages: stages, space: .probability, transition: .linear)
+        let geometric = try Curriculum(stages: stages, space: .logarithm, transition: .linear)
         for name in AggregatorFactory.names {
-            for opts in [AggregatorOptions(), AggregatorOptions(softSwitchLogSpace: true)] {
+            for opts in [AggregatorOptions(curriculum: arithmetic), AggregatorOptions(softSwitchLogSpace: true, curriculum: geometric)] {
                 let agg = try pool.makeAggregator(name: name, options: opts)
                 for (p, gi) in [(0.0, 0), (0.37, 1), (0.5, 2), (1.0, 5)] {
                     var g = sampleGroup(index: gi)
@@ -192,10 +197,14 @@ final class AggregatorTests: XCTestCase {
     }
 
     func testFactoryNamesAndErrors() throws {
+        let two = try Curriculum(stages: [CurriculumStage(at: 0, weights: [1, 1])], space: .probability, transition: .step)
         for n in AggregatorFactory.names {
-            let a = try AggregatorFactory.make(name: n, teacherCount: 2, options: AggregatorOptions(controlTokenIds: [10, 11]))
+            let a = try AggregatorFactory.make(name: n, teacherCount: 2, options: AggregatorOptions(controlTokenIds: [10, 11], curriculum: two))
             XCTAssertEqual(a.name, n)
         }
+        assertThrows(try AggregatorFactory.make(name: "curriculum", teacherCount: 2), containing: ["curriculum", "[curriculum] table"])
+        assertThrows(try AggregatorFactory.make(name: "curriculum", teacherCount: 3, options: AggregatorOptions(curriculum: two)),
+                     containing: ["2 teachers", "has 3"])
         assertThrows(try AggregatorFactory.make(name: "median", teacherCount: 2),
                      containing: ["median", "arithmetic, geometric, hard-switch, soft-switch, control-token, random"])
         assertThrows(try WeightedMean(.probability, teacherCount: 2, weights: [1, -1]), containing: ["-1"])

@@ -1,3 +1,4 @@
+import ChorusConfig
 import ChorusModel
 import ChorusTensor
 import ChorusTraining
@@ -153,6 +154,28 @@ final class TrainingHardeningTests: XCTestCase {
         m.initializeRandom(seed: 1)
         try! m.save(directory: dir, dtype: .f32)
         return dir
+    }
+
+    /// `--set` values: TOML literals as given, bare words and paths as strings, and anything
+    /// else refused naming the override (never a "syntax error at line N" of the run file).
+    func testSetOverrideValues() throws {
+        let text = "[train]\nlr = 1e-3\n\n[output]\ndir = \"a\"\n"
+        func value(_ o: String) throws -> ConfigTable {
+            try ConfigTable(string: try applyOverrides([o], to: text, file: "run.toml"), file: "run.toml")
+        }
+        XCTAssertEqual(try value("output.dir=/tmp/run x").table("output")?.string("dir"), "/tmp/run x")
+        XCTAssertEqual(try value("output.dir=\"q\"").table("output")?.string("dir"), "q")
+        XCTAssertEqual(try value("train.lr=2e-4").table("train")?.double("lr"), 2e-4)
+        XCTAssertEqual(try value("train.schedule=cosine").table("train")?.string("schedule"), "cosine")
+        XCTAssertEqual(try value("eval.benchmarks=[\"add3\", \"rev\"]").table("eval")?.strings("benchmarks"), ["add3", "rev"])
+        for bad in ["output.dir=\"unclosed", "output.dir=a\"b", "eval.benchmarks=[\"add3\"",
+                    "train.l r=1", "train.lr=a\nb = 2", "output.dir=a\\b"] {
+            XCTAssertThrowsError(try applyOverrides([bad], to: text, file: "run.toml"), bad) { e in
+                let m = "\(e)"
+                XCTAssertTrue(m.contains("--set"), m)
+                XCTAssertFalse(m.contains("line"), m)
+            }
+        }
     }
 
     // MARK: 6. Non-finite numbers in training

@@ -67,14 +67,17 @@ final class ScheduleTests: XCTestCase {
                     if ladder && inside(c.student, "teachers") { check(exists(c.student.appendingPathComponent("config.json")), "model.init \(c.student.path) is not a model directory") }
                     // The pool (when present) gives the teacher count; the documented ladder has 4.
                     var teachers = 4
+                    // A curriculum's stages name the pool's teachers (t1..t4 for the ladder).
+                    var curriculum = try c.curriculum?.resolve(teacherNames: (1...teachers).map { "t\($0)" })
                     if exists(c.pool) {
                         let m = try PoolManifest.load(contentsOf: c.pool)
                         teachers = m.teachers.count
+                        curriculum = try c.curriculum(manifest: m)
                         if m.teachers.contains(where: { $0.kind == .selfTeacher }) && table.has("teachers") { selfTeacher = true }
                         for t in m.teachers { if let p = t.path, ladder || !inside(p, "teachers") { check(exists(p), "pool teacher \(t.name): \(p.path) does not exist") } }
                     }
                     let options = AggregatorOptions(boundaries: c.boundaries, softSwitchLogSpace: c.softSwitchLogSpace, seed: c.opt.seed,
-                                                    controlTokenIds: Array(1000..<(1000 + teachers)))
+                                                    controlTokenIds: Array(1000..<(1000 + teachers)), curriculum: curriculum)
                     _ = try AggregatorFactory.make(name: c.aggregator, teacherCount: teachers, options: options)
                     if c.benchmark != nil { _ = try c.promptDataset() } else if let p = c.prompts { check(exists(p), "data.prompts \(p.path) does not exist") }
                     if c.eval?.data == nil { _ = try c.evalDatasets() }
@@ -111,6 +114,7 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(Set(FilterScore.allCases.map(\.rawValue)).subtracting(filters), [], "filters without a recipe")
         XCTAssertTrue(fullVocabulary, "no recipe with objective.full_vocabulary = true")
         XCTAssertTrue(selfTeacher, "no recipe with a self-teacher")
+        XCTAssertGreaterThanOrEqual(files.filter { $0.0.hasPrefix("schedules/curricula/") }.count, 3, "the curriculum examples")
         // default.toml is the demo recipe.
         let d = try OnPolicyConfig(contentsOf: root.appendingPathComponent("schedules/default.toml"))
         XCTAssertEqual(d.student.standardizedFileURL, root.appendingPathComponent("teachers/student"))
