@@ -240,8 +240,18 @@ public final class Comparison {
             said.append("teachers.cache_top_k = \(vocabularySize) (cache records hold whole distributions, so cache hits train on exact rows)")
         }
         let file = directory.appendingPathComponent("run.toml").path
-        let text = try applyOverrides(sets, to: base.text, file: file)
-        _ = try OnPolicyConfig(text: text, file: file, base: PathStandIns.directory(of: runFile))
+        // A [curriculum] table makes the run's aggregator "curriculum" (another one beside it is
+        // refused), so the other strategies' run files leave it out.
+        var source = base.text
+        if base.curriculum != nil && aggregator != "curriculum" {
+            source = try removingCurriculum(from: source, file: runFile.path)
+            said.append("[curriculum] table left out (it belongs to the curriculum strategy)")
+        }
+        let text = try applyOverrides(sets, to: source, file: file)
+        let child = try OnPolicyConfig(text: text, file: file, base: PathStandIns.directory(of: runFile))
+        // The curriculum strategy needs its stages (run file or pool manifest): checked now, not
+        // when its turn comes.
+        if aggregator == "curriculum" { _ = try child.curriculum(manifest: try PoolManifest.load(contentsOf: child.pool)) }
         return (text, said)
     }
 

@@ -289,6 +289,40 @@ final class ComparisonTests: XCTestCase {
         XCTAssertTrue((runs[0]["failure"] as? String)?.contains("not finite") == true)
     }
 
+    /// A curriculum run file: the curriculum strategy keeps its `[curriculum]` table, the others
+    /// get run files without it; `curriculum` without stages anywhere is refused before any work.
+    func testCurriculumRunFile() throws {
+        let (dir, runFile) = try makeCompareSetup(self, steps: 2)
+        let plain = try String(contentsOf: runFile, encoding: .utf8)
+        assertThrows(try compare(runFile, dir.appendingPathComponent("x"), aggregators: ["curriculum", "arithmetic"]),
+                     containing: ["curriculum", "needs a [curriculum] table"])
+        let staged = dir.appendingPathComponent("staged.toml")
+        try (plain + """
+
+        [curriculum]
+        space = "arithmetic"
+        transition = "step"
+
+        [[curriculum.stage]]
+        at = 0.5
+        weights = { weak = 1, teacher = 0 }
+
+        [[curriculum.stage]]
+        at = 1.0
+        weights = { weak = 0, teacher = 1 }
+        """).write(to: staged, atomically: true, encoding: .utf8)
+        let c = try compare(staged, dir.appendingPathComponent("cmp"), aggregators: ["curriculum", "arithmetic"], seeds: 1)
+        XCTAssertEqual(c.defaultLabel, "curriculum", "a [curriculum] table makes the run file's own aggregator curriculum")
+        let cur = try XCTUnwrap(c.runs.first { $0.label == "curriculum" }?.text), ari = try XCTUnwrap(c.runs.first { $0.label == "arithmetic" }?.text)
+        XCTAssertTrue(cur.contains("[[curriculum.stage]]"))
+        XCTAssertFalse(ari.contains("curriculum"), ari)
+        XCTAssertTrue(c.changes["arithmetic"]!.contains { $0.contains("[curriculum] table left out") })
+        XCTAssertTrue(try c.run())
+        let rows = try jsonRows(dir.appendingPathComponent("cmp/arithmetic/seed-3"))
+        // The curriculum's first stage scores only "weak": arithmetic's step 1 reuses those scores.
+        XCTAssertGreaterThan(rows.first { $0["step"] as? Int == 1 && $0["loss"] != nil }?["cache_hits"] as? Int ?? 0, 0)
+    }
+
     /// `chorus sft` run files take `[eval]` (the baselines' evaluation): bad keys are named.
     func testSFTEvalTable() throws {
         let dir = temporaryDirectory(self)
