@@ -156,6 +156,9 @@ public final class Comparison {
         if seeds < 1 || seeds > Self.maxSeeds { throw ComparisonError.badSeeds(seeds) }
         if let s = steps, s < 1 || s > Self.maxSteps { throw ComparisonError.badSteps(s) }
         base = try OnPolicyConfig(contentsOf: runFile, overrides: overrides)
+        if steps != nil && base.epochs != nil {
+            throw ConfigFileError(runFile.path, "--steps cannot be combined with data.epochs (the run length is given in epochs); remove one of the two")
+        }
         plan = ComparisonPlan(runFile: runFile.path, runFileText: base.text, aggregators: aggregators, baselines: baselines,
                               seeds: seeds, steps: steps)
         self.output = output

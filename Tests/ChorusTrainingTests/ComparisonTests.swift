@@ -356,6 +356,10 @@ final class ComparisonTests: XCTestCase {
         assertThrows(try compare(runFile, out, seeds: 1 << 40), containing: ["--seeds must be in 1...100"])
         assertThrows(try compare(runFile, out, steps: 0), containing: ["--steps must be in 1...", "got 0"])
         assertThrows(try compare(runFile, out, overrides: ["train.lr=-1"]), containing: ["lr"])
+        let epochs = dir.appendingPathComponent("epochs.toml")
+        try String(contentsOf: runFile, encoding: .utf8).replacingOccurrences(of: "steps = 2\n", with: "")
+            .write(to: epochs, atomically: true, encoding: .utf8)
+        assertThrows(try compare(epochs, out, steps: 3, overrides: ["data.epochs=1"]), containing: ["--steps cannot be combined with data.epochs"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written before the checks pass")
         // An explicit teachers.cache_top_k is kept (and said), not raised to V.
         let kept = try compare(runFile, out, overrides: ["teachers.cache_top_k=20"])
