@@ -56,11 +56,13 @@ public enum ComparisonBaseline: String, CaseIterable, Sendable {
 public struct ComparisonPlan: Codable, Equatable, Sendable {
     /// The plan file's name inside OUTPUT.
     public static let fileName = "compare-plan.json"
+    /// The plan format's version.
     public var version = 1
     /// The run file's path as given (informational: the text is what must match).
     public var runFile: String
     /// The run file's text after the `--set` overrides.
     public var runFileText: String
+    /// `--aggregators`, `--baselines`, `--seeds` and `--steps` (nil: the run file's) as given.
     public var aggregators: [String]
     public var baselines: [String]
     public var seeds: Int
@@ -116,7 +118,9 @@ public final class Comparison {
         public var text: String?
     }
 
+    /// What this comparison runs (written to OUTPUT/compare-plan.json by `run`).
     public let plan: ComparisonPlan
+    /// OUTPUT.
     public let output: URL
     /// The run file after `--set`, as parsed.
     public let base: OnPolicyConfig
@@ -152,6 +156,9 @@ public final class Comparison {
         if seeds < 1 || seeds > Self.maxSeeds { throw ComparisonError.badSeeds(seeds) }
         if let s = steps, s < 1 || s > Self.maxSteps { throw ComparisonError.badSteps(s) }
         base = try OnPolicyConfig(contentsOf: runFile, overrides: overrides)
+        if steps != nil && base.epochs != nil {
+            throw ConfigFileError(runFile.path, "--steps cannot be combined with data.epochs (the run length is given in epochs); remove one of the two")
+        }
         plan = ComparisonPlan(runFile: runFile.path, runFileText: base.text, aggregators: aggregators, baselines: baselines,
                               seeds: seeds, steps: steps)
         self.output = output
@@ -236,8 +243,18 @@ public final class Comparison {
             said.append("teachers.cache_top_k = \(vocabularySize) (cache records hold whole distributions, so cache hits train on exact rows)")
         }
         let file = directory.appendingPathComponent("run.toml").path
-        let text = try applyOverrides(sets, to: base.text, file: file)
-        _ = try OnPolicyConfig(text: text, file: file, base: PathStandIns.directory(of: runFile))
+        // A [curriculum] table makes the run's aggregator "curriculum" (another one beside it is
+        // refused), so the other strategies' run files leave it out.
+        var source = base.text
+        if base.curriculum != nil && aggregator != "curriculum" {
+            source = try removingCurriculum(from: source, file: runFile.path)
+            said.append("[curriculum] table left out (it belongs to the curriculum strategy)")
+        }
+        let text = try applyOverrides(sets, to: source, file: file)
+        let child = try OnPolicyConfig(text: text, file: file, base: PathStandIns.directory(of: runFile))
+        // The curriculum strategy needs its stages (run file or pool manifest): checked now, not
+        // when its turn comes.
+        if aggregator == "curriculum" { _ = try child.curriculum(manifest: try PoolManifest.load(contentsOf: child.pool)) }
         return (text, said)
     }
 
@@ -256,13 +273,32 @@ public final class Comparison {
             try AtomicFile.write(try enc.encode(plan), to: planURL)
         }
         for label in labels { for c in changes[label] ?? [] { log("\(label): \(c)") } }
+        failures = [:]
         for (i, r) in runs.enumerated() {
             let head = "[\(i + 1)/\(runs.count)] \(r.label) seed \(r.seed)"
-            let finished: Bool
-            if let b = r.baseline { finished = try runBaseline(r, b, head: head) } else { finished = try runStrategy(r, head: head) }
+            var finished = true
+            do {
+                if let b = r.baseline { finished = try runBaseline(r, b, head: head) } else { finished = try runStrategy(r, head: head) }
+            } catch let e as NonFiniteError {
+                // A diverging strategy is a result: flag it and go on with the others.
+                fail(r, head: head, "\(e)")
+            } catch let ComparisonError.baseline(_, why) {
+                fail(r, head: head, why)
+            }
             if !finished { log("\(head): stopped; run the same command again to continue"); return false }
         }
+        if !failures.isEmpty { log("\(failures.count) run\(failures.count == 1 ? "" : "s") failed (flagged in the table; a re-run retries them)") }
         return true
+    }
+
+    /// The runs of the last `run` that failed (a non-finite loss or weights, a baseline that
+    /// could not be built), by directory path, with the reason; they are flagged `failed` in
+    /// the table and their metrics left out of its numbers.
+    public private(set) var failures: [String: String] = [:]
+
+    func fail(_ r: Run, head: String, _ why: String) {
+        failures[r.directory.path] = why
+        log("\(head): failed: \(why)")
     }
 
     /// Steps this process may still train (nil: no limit).
@@ -466,7 +502,14 @@ public final class Comparison {
 
     /// Reads every run's metrics (missing or damaged files become notes) and summarises them.
     public func summary() -> ComparisonSummary {
-        let outcomes = runs.map { RunOutcome.read($0.directory) }
+        let outcomes = runs.map { r -> RunOutcome in
+            var o = RunOutcome.read(r.directory)
+            if let why = failures[r.directory.path] {
+                o.failure = why
+                o.notes.append("\(r.label) seed \(r.seed) failed: \(why)")
+            }
+            return o
+        }
         var sets: [(name: String, retention: Bool)] = []
         if let e = base.eval {
             if let d = e.data { sets.append((d.deletingPathExtension().lastPathComponent, false)) }
@@ -482,10 +525,13 @@ public final class Comparison {
 public struct RunOutcome: Sendable {
     /// One eval row's entry for one set.
     public struct EvalPoint: Sendable, Equatable {
+        /// The step the eval row was logged at (0: the initial model).
         public var step: Int
+        /// mean@k and best@k of the set at that step.
         public var mean: Double
         public var best: Double
     }
+    /// The run directory.
     public var directory: URL
     /// Eval points per set name, by step (a repeated step: the last row wins).
     public var evals: [String: [EvalPoint]] = [:]
@@ -499,6 +545,8 @@ public struct RunOutcome: Sendable {
     public var notes: [String] = []
     /// Whether final/model.safetensors exists.
     public var finished = false
+    /// Why the run failed in this compare (nil: it did not); its numbers are left out of the table.
+    public var failure: String?
 
     /// Reads `directory`/metrics.jsonl.
     public static func read(_ directory: URL) -> RunOutcome {
@@ -561,6 +609,7 @@ public struct RunOutcome: Sendable {
     /// The stability flags (`ComparisonStatistics`): `k1<0`, `gn-spike`, `collapse(SET)`.
     public func flags(retention: Set<String>) -> [String] {
         var f: [String] = []
+        if failure != nil { f.append("failed") }
         if ComparisonStatistics.k1Negative(kl) { f.append("k1<0") }
         if !ComparisonStatistics.gradNormSpikes(gradNorms).isEmpty { f.append("gn-spike") }
         for name in evals.keys.sorted() where ComparisonStatistics.collapsed(evals[name]!.map(\.mean), retention: retention.contains(name)) {
@@ -585,6 +634,7 @@ public struct ComparisonSummary {
 
     /// One label's aggregate of one column.
     public struct Cell: Sendable {
+        /// The per-seed values (seeds whose run logged the column), their mean and sample std.
         public var values: [Double]
         public var mean: Double
         public var std: Double
@@ -592,11 +642,15 @@ public struct ComparisonSummary {
         public var paired: ComparisonStatistics.PairedComparison?
     }
 
+    /// The rows' labels (strategies, then baselines) and the one the others are paired with.
     public let labels: [String]
     public let defaultLabel: String
+    /// The `train.seed` of each seed.
     public let seeds: [UInt64]
+    /// Every run and what its metrics.jsonl held, in the same order.
     public let runs: [Comparison.Run]
     public let outcomes: [RunOutcome]
+    /// Per eval set: mean@k peak, final, best@k peak, final; then the final train KL.
     public let columns: [Column]
     /// cells[label][column key].
     public let cells: [String: [String: Cell]]
@@ -625,8 +679,8 @@ public struct ComparisonSummary {
         let retention = Set(evalSets.filter(\.retention).map(\.name))
         var values: [String: [UInt64: [String: Double]]] = [:]
         var flagCounts: [String: [String: Int]] = [:]
-        for (r, o) in zip(runs, outcomes) where !o.evals.isEmpty || !o.kl.isEmpty {
-            values[r.label, default: [:]][r.seed] = o.values
+        for (r, o) in zip(runs, outcomes) where !o.evals.isEmpty || !o.kl.isEmpty || o.failure != nil {
+            if o.failure == nil { values[r.label, default: [:]][r.seed] = o.values }
             for f in o.flags(retention: retention) { flagCounts[r.label, default: [:]][f, default: 0] += 1 }
         }
         var cells: [String: [String: Cell]] = [:]
@@ -682,7 +736,7 @@ public struct ComparisonSummary {
         out.append(seeds.count > 1
                    ? "\(seeds.count) seeds (\(seeds.map(String.init).joined(separator: ", "))): mean ± sample std; * = differs from \(defaultLabel) by a paired t test (two-sided 95%)."
                    : "1 seed (\(seeds.first.map(String.init) ?? "?")): no spread and no significance marks (use --seeds 3).")
-        out.append("Flags: k1<0 = a tenth of the run with negative mean k1 KL; gn-spike = grad norm > 10x the running median; collapse(SET) = mean@k fell below half its peak (or, retention sets, 10 points below step 0).")
+        out.append("Flags: failed = the run stopped with an error (see the notes; its numbers are left out); k1<0 = a tenth of the run with negative mean k1 KL; gn-spike = grad norm > 10x the running median; collapse(SET) = mean@k fell below half its peak (or, retention sets, 10 points below step 0).")
         for n in notes { out.append("note: " + n) }
         return out.joined(separator: "\n") + "\n"
     }
@@ -694,6 +748,7 @@ public struct ComparisonSummary {
         let labelObjects = labels.map { l -> String in
             let runObjs = zip(runs, outcomes).filter { $0.0.label == l }.map { r, o in
                 JSONText.object([("seed", "\(r.seed)"), ("directory", JSONText.string(r.directory.path)), ("finished", o.finished ? "true" : "false"),
+                                 ("failure", o.failure.map(JSONText.string) ?? "null"),
                                  ("values", JSONText.object(o.values.keys.sorted().map { ($0, num(o.values[$0]!)) }))])
             }
             let cellObjs = columns.compactMap { c -> (String, String)? in

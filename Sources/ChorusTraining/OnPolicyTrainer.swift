@@ -113,12 +113,6 @@ public final class OnPolicyTrainer {
         return try loop.train { state in try self.step(&state) }
     }
 
-    /// Runs every evaluator on the current student and logs the step's eval row
-    /// (`PeriodicEvaluation.evaluate`).
-    func evaluate(step: Int) throws {
-        try PeriodicEvaluation(evaluators: evaluators, model: model, stopTokens: stopTokens, loop: loop).evaluate(step: step)
-    }
-
     /// The prompts of 0-based step `step`: a seeded permutation per epoch, so any step's batch
     /// is a pure function of (seed, step).
     func promptIndices(step: Int) -> [Int] {

@@ -99,6 +99,7 @@ public final class PeriodicEvaluation {
     /// The evaluator's own scratch, so an evaluation leaves the trainer's workspaces as they were.
     let workspace = ForwardWorkspace()
 
+    /// Evaluates `model` (the loop's) with `evaluators`; completions end at `stopTokens`.
     public init(evaluators: [Evaluator], model: TransformerModel, stopTokens: Set<Int>, loop: OptimizationLoop) {
         self.evaluators = evaluators
         self.model = model

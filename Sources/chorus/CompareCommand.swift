@@ -30,13 +30,13 @@ struct Compare: ParsableCommand {
     @Option(help: "Comma-separated baselines: sft-teacher, sft-self.")
     var baselines: String = ""
 
-    @Option(parsing: .unconditional, help: "Seeds per strategy: the run file's train.seed, +1, ... (default 1).")
+    @Option(parsing: .unconditional, help: "Seeds per strategy: the run file's train.seed, +1, ...")
     var seeds: Int = 1
 
     @Option(parsing: .unconditional, help: "Steps per run (default: the run file's train.steps).")
     var steps: Int?
 
-    @Option(help: "The output directory (default: compare).")
+    @Option(help: "The output directory.")
     var output: String = "compare"
 
     @Option(name: .customLong("set"), help: "Override a run-file key for every run: SECTION.KEY=VALUE (repeatable).")
@@ -44,6 +44,9 @@ struct Compare: ParsableCommand {
 
     @Flag(help: "No per-run progress line on stderr (the run list is still printed).")
     var quiet = false
+
+    @Flag(help: "Print compare.json (one object) on stdout instead of the table.")
+    var json = false
 
     func run() throws {
         func list(_ s: String) -> [String] { s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -61,7 +64,7 @@ struct Compare: ParsableCommand {
         let page = out.appendingPathComponent("report.html")
         try ComparisonReport.write(groups: groups, title: "chorus compare: \(URL(fileURLWithPath: runFile).lastPathComponent)",
                                    summary: summary.rows, to: page)
-        print(summary.table, terminator: "")
+        print(json ? summary.json : summary.table, terminator: "")
         FileHandle.standardError.write(Data("wrote \(RawArguments.restorePaths(out.path))/{table.txt,compare.json,report.html}\n".utf8))
     }
 }

@@ -233,12 +233,16 @@ final class ComparisonTests: XCTestCase {
 
     /// The sft-teacher baseline trains to the default strategy's response tokens (the fewest SFT
     /// steps of P·G sequences that reach them) with eval rows; sft-self with a student that is
-    /// never right stops with a one-line error naming the baseline.
+    /// never right is flagged `failed` with the reason, and the compare completes.
     func testBaselinesAtTheTokenBudget() throws {
         let (dir, runFile) = try makeCompareSetup(self)
         let out = dir.appendingPathComponent("cmp")
         let c = try compare(runFile, out, aggregators: ["arithmetic"], baselines: ["sft-teacher", "sft-self"], seeds: 1)
-        assertThrows(try c.run(), containing: ["baseline sft-self", "none of the 32 samples was kept", "no training prompt correctly"])
+        var log: [String] = []
+        c.log = { log.append($0) }
+        XCTAssertTrue(try c.run(), "a baseline that cannot be built is flagged, not fatal")
+        XCTAssertTrue(log.contains("[3/3] sft-self seed 3: failed: none of the 32 samples was kept (the student answered no training prompt correctly)"), "\(log)")
+        XCTAssertEqual(Array(c.failures.keys), [out.appendingPathComponent("sft-self/seed-3").path])
         let opd = try jsonRows(out.appendingPathComponent("arithmetic/seed-3")).filter { $0["loss"] != nil }
         let budget = Int((opd.compactMap { $0["response_length"] as? Double }.reduce(0, +) * 8).rounded())
         XCTAssertGreaterThan(budget, 0)
@@ -264,6 +268,79 @@ final class ComparisonTests: XCTestCase {
         XCTAssertNotNil(summary.cells["sft-teacher"]?["prompts.mean.final"])
         XCTAssertNil(summary.cells["sft-teacher"]?["kl.final"], "SFT logs no KL")
         XCTAssertTrue(summary.table.contains("sft-self"))
+        XCTAssertEqual(summary.flagText("sft-self"), "failed")
+        XCTAssertTrue(summary.notes.contains("sft-self seed 3 failed: none of the 32 samples was kept (the student answered no training prompt correctly)"))
+    }
+
+    /// A strategy whose loss or weights go non-finite is flagged `failed` (its numbers left out),
+    /// and the compare goes on with the others and completes its table.
+    func testDivergingStrategyIsFlagged() throws {
+        let (dir, runFile) = try makeCompareSetup(self, steps: 2)
+        let out = dir.appendingPathComponent("cmp")
+        let c = try compare(runFile, out, seeds: 1, overrides: ["train.lr=1e30", "train.grad_clip=0"])
+        XCTAssertTrue(try c.run())
+        XCTAssertEqual(c.failures.count, 2, "\(c.failures)")
+        let summary = c.summary()
+        XCTAssertEqual(summary.flagText("arithmetic"), "failed")
+        XCTAssertNil(summary.cells["arithmetic"]?["kl.final"])
+        XCTAssertTrue(summary.notes.contains { $0.hasPrefix("geometric seed 3 failed: step ") && $0.contains("not finite") }, "\(summary.notes)")
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(summary.json.utf8)) as? [String: Any])
+        let runs = try XCTUnwrap((json["labels"] as? [[String: Any]])?.first?["runs"] as? [[String: Any]])
+        XCTAssertTrue((runs[0]["failure"] as? String)?.contains("not finite") == true)
+    }
+
+    /// A curriculum run file: the curriculum strategy keeps its `[curriculum]` table, the others
+    /// get run files without it; `curriculum` without stages anywhere is refused before any work.
+    func testCurriculumRunFile() throws {
+        let (dir, runFile) = try makeCompareSetup(self, steps: 2)
+        let plain = try String(contentsOf: runFile, encoding: .utf8)
+        assertThrows(try compare(runFile, dir.appendingPathComponent("x"), aggregators: ["curriculum", "arithmetic"]),
+                     containing: ["curriculum", "needs a [curriculum] table"])
+        let staged = dir.appendingPathComponent("staged.toml")
+        try (plain + """
+
+        [curriculum]
+        space = "arithmetic"
+        transition = "step"
+
+        [[curriculum.stage]]
+        at = 0.5
+        weights = { weak = 1, teacher = 0 }
+
+        [[curriculum.stage]]
+        at = 1.0
+        weights = { weak = 0, teacher = 1 }
+        """).write(to: staged, atomically: true, encoding: .utf8)
+        let c = try compare(staged, dir.appendingPathComponent("cmp"), aggregators: ["curriculum", "arithmetic"], seeds: 1)
+        XCTAssertEqual(c.defaultLabel, "curriculum", "a [curriculum] table makes the run file's own aggregator curriculum")
+        let cur = try XCTUnwrap(c.runs.first { $0.label == "curriculum" }?.text), ari = try XCTUnwrap(c.runs.first { $0.label == "arithmetic" }?.text)
+        XCTAssertTrue(cur.contains("[[curriculum.stage]]"))
+        XCTAssertFalse(ari.contains("curriculum"), ari)
+        XCTAssertTrue(c.changes["arithmetic"]!.contains { $0.contains("[curriculum] table left out") })
+        XCTAssertTrue(try c.run())
+        let rows = try jsonRows(dir.appendingPathComponent("cmp/arithmetic/seed-3"))
+        // The curriculum's first stage scores only "weak": arithmetic's step 1 reuses those scores.
+        XCTAssertGreaterThan(rows.first { $0["step"] as? Int == 1 && $0["loss"] != nil }?["cache_hits"] as? Int ?? 0, 0)
+    }
+
+    /// `chorus sft` run files take `[eval]` (the baselines' evaluation): bad keys are named.
+    func testSFTEvalTable() throws {
+        let dir = temporaryDirectory(self)
+        let base = """
+        [model]
+        init = "m"
+        [data]
+        train = "t.jsonl"
+        [eval]
+
+        """
+        for (extra, fragment) in [("benchmarks = [\"add9\"]", "add9"), ("k = 0", "k"), ("", "eval.data"), ("benchmarks = [\"add3\"]\nbogus = 1", "bogus")] {
+            assertThrows(try SFTConfig(text: base + extra, file: "sft.toml", base: dir), containing: ["sft.toml", fragment])
+        }
+        let ok = try SFTConfig(text: base + "benchmarks = [\"add3\", \"rev\"]\nevery = 5\nk = 2", file: "sft.toml", base: dir)
+        XCTAssertEqual(ok.eval?.benchmarks, ["add3", "rev"])
+        XCTAssertEqual(ok.eval?.every, 5)
+        XCTAssertEqual(ok.eval?.maxTokens, 64)
     }
 
     /// Bad arguments fail before any work with one line naming the option and the valid values.
@@ -279,6 +356,10 @@ final class ComparisonTests: XCTestCase {
         assertThrows(try compare(runFile, out, seeds: 1 << 40), containing: ["--seeds must be in 1...100"])
         assertThrows(try compare(runFile, out, steps: 0), containing: ["--steps must be in 1...", "got 0"])
         assertThrows(try compare(runFile, out, overrides: ["train.lr=-1"]), containing: ["lr"])
+        let epochs = dir.appendingPathComponent("epochs.toml")
+        try String(contentsOf: runFile, encoding: .utf8).replacingOccurrences(of: "steps = 2\n", with: "")
+            .write(to: epochs, atomically: true, encoding: .utf8)
+        assertThrows(try compare(epochs, out, steps: 3, overrides: ["data.epochs=1"]), containing: ["--steps cannot be combined with data.epochs"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "nothing is written before the checks pass")
         // An explicit teachers.cache_top_k is kept (and said), not raised to V.
         let kept = try compare(runFile, out, overrides: ["teachers.cache_top_k=20"])
@@ -320,6 +401,10 @@ final class ComparisonTests: XCTestCase {
         let html = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
         XCTAssertTrue(html.contains("<svg") && html.contains("hard-switch") && html.contains("train KL (k1, last 10%)"))
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("compare.json"))))
+        // --json: compare.json on stdout; the finished runs are skipped.
+        let (s2, json, _) = try runChorus(["compare", runFile.path, "--aggregators", "arithmetic,hard-switch", "--output", out.path, "--quiet", "--json"])
+        XCTAssertEqual(s2, 0)
+        XCTAssertEqual(json, try String(contentsOf: out.appendingPathComponent("compare.json"), encoding: .utf8))
         assertOneLineFailure(try runChorus(["compare", runFile.path, "--aggregators", "mean", "--output", dir.appendingPathComponent("x").path]),
                              containing: ["unknown aggregator 'mean'", "valid: arithmetic"])
     }
