@@ -248,16 +248,22 @@ extension TransformerModel {
     /// from its own generator `ChorusRNG(seed: seeds[that entry])`, so its tokens do not depend
     /// on what else is in the batch (nor on the thread count: rows are sampled in parallel, each
     /// with its own generator). A sequence stops at `maxTokens` or after emitting a token in
-    /// `stopTokens`.
+    /// `stopTokens`. Tokens in `suppressTokens` are never drawn: their logits are set to −∞
+    /// before sampling, so the draw and its log-probs come from the renormalised rest (the
+    /// control-token student's `<|teacher-k|>` ids, which route prompts and which no teacher can
+    /// score in a response).
     ///
     /// The decode loop allocates nothing per token: the step's tokens, caches and draws live in
     /// arrays reused across steps, and `forwardDecode` runs the body on them directly.
     /// `generateReference` is the plain loop this one is tested against (same tokens, same
     /// log-probs).
     public func generate(prompts: [[Int]], samplesPerPrompt: Int = 1, maxTokens: Int, params: SamplingParameters,
-                         seeds: [UInt64], stopTokens: Set<Int> = [],
+                         seeds: [UInt64], stopTokens: Set<Int> = [], suppressTokens: [Int] = [],
                          workspace ws: ForwardWorkspace = ForwardWorkspace()) throws -> [Generation] {
         try params.validate()
+        if let bad = suppressTokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw SamplingError.invalid("suppressed token id \(bad) is outside the vocabulary [0, \(config.vocabSize))")
+        }
         try MemoryCheck.generation(config, promptTokens: prompts.reduce(0) { $0 + $1.count }, longestPrompt: prompts.map(\.count).max() ?? 0,
                                    samples: prompts.count * max(1, samplesPerPrompt), maxTokens: maxTokens)
         let G = samplesPerPrompt
@@ -297,6 +303,7 @@ extension TransformerModel {
                         headChunks(hidden: hidden, rows: rows, scratch: scratch) { s0, m, logits, _ in
                             parallelChunks(m, workers: min(workers, m), costPerItem: V * 8) { w, lo, hi in
                                 for i in lo..<hi {
+                                    for t in suppressTokens { logits[i * V + t] = -.infinity }
                                     for a in ((s0 + i) * fan)..<((s0 + i + 1) * fan) {
                                         let sample = active[a]
                                         dp[sample] = sampleTokenFused(logits: logits + i * V, vocab: V, params: params, rng: &rp[sample],
@@ -339,9 +346,12 @@ extension TransformerModel {
     /// running sample per step through `forwardHidden`, `sampleToken` for the draw and
     /// `rowStats` for the model log-prob, serially. Same contract and results as `generate`.
     public func generateReference(prompts: [[Int]], samplesPerPrompt: Int = 1, maxTokens: Int, params: SamplingParameters,
-                         seeds: [UInt64], stopTokens: Set<Int> = [],
+                         seeds: [UInt64], stopTokens: Set<Int> = [], suppressTokens: [Int] = [],
                          workspace ws: ForwardWorkspace = ForwardWorkspace()) throws -> [Generation] {
         try params.validate()
+        if let bad = suppressTokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw SamplingError.invalid("suppressed token id \(bad) is outside the vocabulary [0, \(config.vocabSize))")
+        }
         let G = samplesPerPrompt
         precondition(G >= 1 && seeds.count == prompts.count * G, "one seed per sample")
         let V = config.vocabSize
@@ -364,6 +374,7 @@ extension TransformerModel {
                 headChunks(hidden: hidden, rows: rows, scratch: scratch) { s0, m, logits, _ in
                     for i in 0..<m {
                         let row = logits + i * V
+                        for t in suppressTokens { row[t] = -.infinity }
                         let lse = rowStats(row, count: V).logSumExp
                         for sample in sources[s0 + i] {
                             let tok = sampleToken(logits: row, vocab: V, params: params, rng: &rngs[sample],

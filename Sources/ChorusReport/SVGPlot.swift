@@ -48,18 +48,7 @@ enum SVGPlot {
 
         var svg = "<svg class=\"plot\" id=\"\(ComparisonReport.escape(id))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(ComparisonReport.escape(yLabel)) over steps\">"
         svg += "<rect class=\"frame\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\"/>"
-        let yTicks = ticks(lo, hi)
-        for t in yTicks {
-            let y = py(t)
-            svg += "<line class=\"grid\" x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(y))\" y2=\"\(f(y))\"/>"
-            svg += "<text class=\"tick\" x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(t, ticks: yTicks))</text>"
-        }
-        for t in ticks(xLo, xHi, integer: true) {
-            let x = left + (t - xLo) / (xHi - xLo) * pw
-            svg += "<line class=\"grid\" x1=\"\(f(x))\" x2=\"\(f(x))\" y1=\"\(f(top))\" y2=\"\(f(top + ph))\"/>"
-            svg += "<text class=\"tick\" x=\"\(f(x))\" y=\"\(f(top + ph + 16))\" text-anchor=\"middle\">\(Int(t))</text>"
-        }
-        svg += "<text class=\"axis\" x=\"\(f(left + pw / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">step</text>"
+        svg += axes(yTicks: ticks(lo, hi), y: py, xLo: xLo, xHi: xHi)
         for s in series {
             let c = color(s.group)
             let dashAttr = dash(s.group).map { " stroke-dasharray=\"\($0)\"" } ?? ""
@@ -88,6 +77,25 @@ enum SVGPlot {
         return svg
     }
 
+    /// The frame's grid lines and tick labels (y at `yTicks` placed by `y`, x over the steps
+    /// xLo…xHi) and the "step" axis label: the part every panel shares.
+    static func axes(yTicks: [Double], y py: (Double) -> Double, xLo: Double, xHi: Double) -> String {
+        let pw = width - left - right, ph = height - top - bottom
+        var svg = ""
+        for t in yTicks {
+            let y = py(t)
+            svg += "<line class=\"grid\" x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(y))\" y2=\"\(f(y))\"/>"
+            svg += "<text class=\"tick\" x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(t, ticks: yTicks))</text>"
+        }
+        for t in ticks(xLo, xHi, integer: true) {
+            let x = left + (t - xLo) / (xHi - xLo) * pw
+            svg += "<line class=\"grid\" x1=\"\(f(x))\" x2=\"\(f(x))\" y1=\"\(f(top))\" y2=\"\(f(top + ph))\"/>"
+            svg += "<text class=\"tick\" x=\"\(f(x))\" y=\"\(f(top + ph + 16))\" text-anchor=\"middle\">\(Int(t))</text>"
+        }
+        svg += "<text class=\"axis\" x=\"\(f(left + pw / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">step</text>"
+        return svg
+    }
+
     /// The `<svg>` of a stacked-area panel: `layers` (bottom first, one per teacher) are
     /// fractions at `steps` (each layer's values has one entry per step) that sum to about 1;
     /// layer k fills the band between the sum of layers 0..<k and 0...k. A step where any layer
@@ -111,18 +119,7 @@ enum SVGPlot {
 
         var svg = "<svg class=\"plot stacked\" id=\"\(ComparisonReport.escape(id))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(ComparisonReport.escape(yLabel)) over steps\">"
         svg += "<rect class=\"frame\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\"/>"
-        let yTicks = ticks(0, yHi)
-        for t in yTicks {
-            let y = py(t)
-            svg += "<line class=\"grid\" x1=\"\(f(left))\" x2=\"\(f(left + pw))\" y1=\"\(f(y))\" y2=\"\(f(y))\"/>"
-            svg += "<text class=\"tick\" x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label(t, ticks: yTicks))</text>"
-        }
-        for t in ticks(xLo, xHi, integer: true) {
-            let x = left + (t - xLo) / (xHi - xLo) * pw
-            svg += "<line class=\"grid\" x1=\"\(f(x))\" x2=\"\(f(x))\" y1=\"\(f(top))\" y2=\"\(f(top + ph))\"/>"
-            svg += "<text class=\"tick\" x=\"\(f(x))\" y=\"\(f(top + ph + 16))\" text-anchor=\"middle\">\(Int(t))</text>"
-        }
-        svg += "<text class=\"axis\" x=\"\(f(left + pw / 2))\" y=\"\(f(height - 4))\" text-anchor=\"middle\">step</text>"
+        svg += axes(yTicks: ticks(0, yHi), y: py, xLo: xLo, xHi: xHi)
         svg += "<g class=\"series\" data-group=\"\(group)\">"
         let zero = [Double](repeating: 0, count: steps.count)
         for (k, layer) in layers.enumerated() {

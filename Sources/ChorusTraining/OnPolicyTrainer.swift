@@ -136,7 +136,7 @@ public final class OnPolicyTrainer {
         let rollouts = try rolloutModel.generate(
             prompts: studentPrompts, samplesPerPrompt: G, maxTokens: c.maxTokens,
             params: SamplingParameters(temperature: Float(c.temperature), topP: Float(c.topP)), seeds: seeds,
-            stopTokens: stopTokens, workspace: workspace)
+            stopTokens: stopTokens, suppressTokens: routing?.controlTokenIds ?? [], workspace: workspace)
         clock.lap("rollout")
 
         // 2. Score and aggregate: one group per prompt, at progress p.

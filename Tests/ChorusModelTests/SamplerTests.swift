@@ -128,6 +128,36 @@ final class RolloutEngineTests: XCTestCase {
         }
     }
 
+    /// Suppressed tokens (a control-token student's routing ids) are never drawn, at any
+    /// temperature, and the batched loop still equals the reference loop with them; an id
+    /// outside the vocabulary is refused.
+    func testSuppressedTokensAreNeverDrawn() throws {
+        let config = ModelConfig(family: .qwen3, vocabSize: 40, hiddenSize: 32, intermediateSize: 64, numLayers: 1,
+                                 numHeads: 4, numKVHeads: 2, headDim: 8, ropeTheta: 10_000)
+        let model = TransformerModel(config: config)
+        model.initializeRandom(seed: 9, std: 0.3)
+        let prompts = [[1, 2, 3], [7]], G = 4
+        let seeds = (0..<UInt64(prompts.count * G)).map { $0 * 31 + 5 }
+        let params = SamplingParameters(temperature: 1)
+        let free = try model.generate(prompts: prompts, samplesPerPrompt: G, maxTokens: 30, params: params, seeds: seeds)
+        // The most frequent tokens of the free run: suppressing them must change the draws.
+        var counts = [Int: Int]()
+        for g in free { for t in g.response { counts[t, default: 0] += 1 } }
+        let banned = counts.sorted { $0.value > $1.value }.prefix(3).map(\.key)
+        XCTAssertEqual(banned.count, 3)
+        for p in [params, SamplingParameters(temperature: 0), SamplingParameters(temperature: 2, topP: 0.9)] {
+            let fast = try model.generate(prompts: prompts, samplesPerPrompt: G, maxTokens: 30, params: p, seeds: seeds, suppressTokens: banned)
+            let ref = try model.generateReference(prompts: prompts, samplesPerPrompt: G, maxTokens: 30, params: p, seeds: seeds, suppressTokens: banned)
+            for (f, r) in zip(fast, ref) {
+                XCTAssertTrue(Set(f.response).isDisjoint(with: banned), "\(p): drew a suppressed token")
+                XCTAssertEqual(f.tokens, r.tokens, "\(p)")
+                XCTAssertEqual(f.logprobs, r.logprobs, "\(p)")
+                XCTAssertTrue(f.logprobs.allSatisfy(\.isFinite))
+            }
+        }
+        XCTAssertThrowsError(try model.generate(prompts: prompts, maxTokens: 2, params: params, seeds: [1, 2], suppressTokens: [40]))
+    }
+
     func testForwardDecodeRejectsBadInput() throws {
         let model = try TransformerModel.load(directory: Fixtures.model("qwen3_tied_f32"))
         let kv = KVCache(config: model.config, capacity: 2)
