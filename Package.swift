@@ -59,7 +59,7 @@ let package = Package(
         ]),
 
         // Helpers shared by the test targets (temporary directories, running `chorus`).
-        .target(name: "ChorusTestSupport", path: "Tests/ChorusTestSupport"),
+        .target(name: "ChorusTestSupport", dependencies: ["ChorusCore", "ChorusModel", "ChorusTokenizer"], path: "Tests/ChorusTestSupport"),
         .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore", "ChorusTestSupport"]),
         .testTarget(name: "ChorusTensorTests", dependencies: ["ChorusTensor"]),
         .testTarget(name: "ChorusModelTests", dependencies: ["ChorusModel", "ChorusTestSupport"], resources: [.copy("Fixtures")]),

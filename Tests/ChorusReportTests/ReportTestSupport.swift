@@ -12,27 +12,7 @@ import ChorusTestSupport
 /// filter keeping percentiles [0.2, 1] drops some: the token view shows both. Seconds.
 func makeTinyRun(_ test: XCTestCase, steps: Int = 4, extra: String = "", trained: Bool = true) throws -> (dir: URL, run: URL) {
     let dir = temporaryDirectory(test)
-    var rng = ChorusRNG(seed: 7)
-    var lines: [String] = [], texts: [String] = []
-    for _ in 0..<16 {
-        let a = rng.int(below: 20), b = rng.int(below: 20)
-        lines.append("{\"prompt\": \"\(a) + \(b) =\", \"answer\": \"\(a + b)\"}")
-        texts.append("\(a) + \(b) = \(a + b)")
-    }
-    try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("prompts.jsonl"), atomically: true, encoding: .utf8)
-    let tok = try BPETrainer(vocabSize: 280, specialTokens: ["<|endoftext|>"]).train(texts: texts)
-    let eos = tok.tokenToId("<|endoftext|>")!
-    for (name, sharpen) in [("student", Float(1)), ("t-weak", 2), ("t-strong", 4)] {
-        let m = TransformerModel(config: ModelConfig(family: .qwen3, vocabSize: tok.vocabSize, hiddenSize: 32, intermediateSize: 64,
-                                                      numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 8, ropeTheta: 10_000))
-        m.initializeRandom(seed: 1, std: 0.1)
-        m.setSpecialTokenIds(eos: [eos])
-        let norm = m.parameter(m.layout.finalNorm)
-        for i in 0..<m.config.hiddenSize { norm[i] *= sharpen }
-        let d = dir.appendingPathComponent(name)
-        try m.save(directory: d)
-        try tok.write(to: d.appendingPathComponent("tokenizer.json"))
-    }
+    try writeTinyArithmeticModels(in: dir, promptSeed: 7, models: [("student", 1), ("t-weak", 2), ("t-strong", 4)])
     try """
     [[teacher]]
     name = "t-weak"

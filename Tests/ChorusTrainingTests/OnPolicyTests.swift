@@ -13,28 +13,8 @@ func makeOPDSetup(_ test: XCTestCase, steps: Int, extra: String = "") throws -> 
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-opd-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-    var rng = ChorusRNG(seed: 4)
-    var lines: [String] = [], texts: [String] = []
-    for _ in 0..<16 {
-        let a = rng.int(below: 20), b = rng.int(below: 20)
-        lines.append("{\"prompt\": \"\(a) + \(b) =\", \"answer\": \"\(a + b)\"}")
-        texts.append("\(a) + \(b) = \(a + b)")
-    }
-    try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("prompts.jsonl"), atomically: true, encoding: .utf8)
-    let tok = try BPETrainer(vocabSize: 280, specialTokens: ["<|endoftext|>"]).train(texts: texts)
-    let eos = tok.tokenToId("<|endoftext|>")!
-    // The teacher is the student made sharper (its final norm scaled up): a target the student
-    // can reach, so a falling KL shows learning rather than luck.
-    for name in ["student", "teacher"] {
-        let m = TransformerModel(config: ModelConfig(family: .qwen3, vocabSize: tok.vocabSize, hiddenSize: 32, intermediateSize: 64,
-                                                      numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 8, ropeTheta: 10_000))
-        m.initializeRandom(seed: 1, std: 0.1)
-        m.setSpecialTokenIds(eos: [eos])
-        if name == "teacher" { scaleInPlace(m.parameter(m.layout.finalNorm), 4, count: m.config.hiddenSize) }
-        let d = dir.appendingPathComponent(name)
-        try m.save(directory: d)
-        try tok.write(to: d.appendingPathComponent("tokenizer.json"))
-    }
+    // The teacher is the student made sharper (writeTinyArithmeticModels).
+    try writeTinyArithmeticModels(in: dir, promptSeed: 4, models: [("student", 1), ("teacher", 4)])
     try """
     [[teacher]]
     name = "teacher"
