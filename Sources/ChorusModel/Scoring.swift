@@ -3,7 +3,7 @@ import Foundation
 
 extension TransformerModel {
     /// Rows of logits computed at once by the LM head (bounds memory for large vocabularies).
-    static let headChunk = 256
+    public static let headChunk = 256
 
     /// Runs the LM head on selected rows of the final hidden states and hands each chunk to
     /// `body(firstSelected, count, logits, rowsHidden)`: logits (count, V) and the gathered

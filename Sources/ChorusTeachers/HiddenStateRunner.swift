@@ -18,6 +18,9 @@ public final class HiddenStateRunner {
     /// Upper bound on the tokens of one `forwardHidden` call (activation memory).
     public var maxBatchTokens = 4096
     let workspace = ForwardWorkspace()
+    /// The LM-head scratch every `TeacherForward` of this runner shares (one per runner rather
+    /// than one per group: a step's groups made ~40 MB of zero-filled scratch each step).
+    var headScratch: Tensor?
 
     public init() {}
 
@@ -117,9 +120,12 @@ public final class HiddenStateRunner {
                 }
             }
         }
+        let need = TransformerModel.headChunk * (C + V)
+        if headScratch.map({ $0.capacity < need }) ?? true { headScratch = model.makeHeadScratch() }
+        let scratch = headScratch!
         return groups.indices.map { gi in
             TeacherForward(model: model, hidden: hidden[gi], lengths: groups[gi].continuations.map(\.count),
-                           targets: groups[gi].continuations.flatMap { $0 })
+                           targets: groups[gi].continuations.flatMap { $0 }, scratch: scratch)
         }
     }
 }

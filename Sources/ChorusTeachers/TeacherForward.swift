@@ -6,7 +6,9 @@ import Foundation
 /// The result of one teacher forward over a prompt group: the final hidden states of every
 /// response position (row i predicts target i), packed response after response. The LM head
 /// runs on demand, a chunk of rows at a time, once per row (`scores(rows:topK:logProbabilities:)`
-/// gives the scores and the log-prob rows of one head pass).
+/// gives the scores and the log-prob rows of one head pass). The forwards of one
+/// `HiddenStateRunner` share its LM-head scratch, so their `scores` calls must not run
+/// concurrently (the runner itself is not reentrant either).
 public final class TeacherForward {
     /// The model whose LM head turns hidden rows into distributions.
     public let model: TransformerModel
@@ -20,7 +22,8 @@ public final class TeacherForward {
     let hidden: Tensor
     let scratch: Tensor
 
-    init(model: TransformerModel, hidden: Tensor, lengths: [Int], targets: [Int]) {
+    /// `scratch` must hold `model.makeHeadScratch()`'s capacity; it is shared, not owned.
+    init(model: TransformerModel, hidden: Tensor, lengths: [Int], targets: [Int], scratch: Tensor) {
         self.model = model
         self.hidden = hidden
         self.lengths = lengths
@@ -28,7 +31,7 @@ public final class TeacherForward {
         var o: [Int] = [], s = 0
         for n in lengths { o.append(s); s += n }
         offsets = o
-        scratch = model.makeHeadScratch()
+        self.scratch = scratch
     }
 
     /// Vocabulary size V.
