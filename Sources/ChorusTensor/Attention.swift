@@ -40,6 +40,20 @@ public struct AttentionShape: Sendable {
     public var headDim: Int
     /// Query rows processed per block: bounds the score scratch at `block` × keys per worker.
     public static let block = 64
+    /// Sequences of at most this many keys (cache included) run the direct kernels
+    /// (`attentionRowsDirect`, `attentionBackwardDirect`) instead of blocks of `gemm` calls:
+    /// at the demo's ~15-token sequences and 12..20-wide heads each sgemm call (its argument
+    /// checks, buffer lock and packing) cost more than its few hundred multiply-adds, and
+    /// attention took ~45% of a training step. 0 turns the direct path off (tests compare both).
+    nonisolated(unsafe) public static var directMaxKeys = 128
+    /// Widest head the direct kernels take (their scratch is (2·D + 2) × keys floats per worker,
+    /// inside the `block` × keys the gemm path reserves).
+    public static let directMaxHeadDim = 32
+
+    /// Whether a sequence of `keys` keys runs the direct kernels.
+    @inline(__always) func isDirect(keys: Int) -> Bool {
+        headDim <= AttentionShape.directMaxHeadDim && keys <= AttentionShape.directMaxKeys
+    }
 
     public init(heads: Int, kvHeads: Int, headDim: Int) {
         self.heads = heads; self.kvHeads = kvHeads; self.headDim = headDim
@@ -75,6 +89,12 @@ public func attentionForward(
         for item in lo..<hi {
             let sq = sequences[item / H], head = item % H, kvh = head / group
             let k = UnsafePointer(sq.keys + kvh * D), v = UnsafePointer(sq.values + kvh * D)
+            if shape.isDirect(keys: sq.start + sq.count) {
+                attentionRowsDirect(out + sq.row * ldo + head * D, ldo: ldo, lse.map { $0 + sq.row * H + head }, lseStride: H,
+                                    q: q + sq.row * ldq + head * D, ldq: ldq, count: sq.count, start: sq.start,
+                                    keys: k, values: v, ld: sq.ld, headDim: D, scale: scale, scratch: S)
+                continue
+            }
             var i0 = 0
             while i0 < sq.count {
                 let m = min(blk, sq.count - i0)
@@ -122,6 +142,13 @@ public func attentionBackward(
             let s = item / HK, sq = sequences[s], kvh = item % HK
             let k = UnsafePointer(sq.keys + kvh * D), v = UnsafePointer(sq.values + kvh * D)
             let dk = dkv[s].keys + kvh * D, dv = dkv[s].values + kvh * D
+            if shape.isDirect(keys: sq.start + sq.count) {
+                attentionBackwardDirect(dq: dq + sq.row * ldq, ldq: ldq, dk: dk, dv: dv, dout: dout + sq.row * ldo, out: out + sq.row * ldo,
+                                        ldo: ldo, lse: lse + sq.row * H, heads: (kvh * group)..<((kvh + 1) * group), lseStride: H,
+                                        q: q + sq.row * ldq, count: sq.count, start: sq.start, keys: k, values: v, ld: sq.ld,
+                                        headDim: D, scale: scale, scratch: P)
+                continue
+            }
             for head in (kvh * group)..<((kvh + 1) * group) {
                 var i0 = 0
                 while i0 < sq.count {
@@ -152,6 +179,118 @@ public func attentionBackward(
                     i0 += m
                 }
             }
+        }
+    }
+}
+
+// MARK: - Direct kernels (short sequences, narrow heads)
+
+// Every value below is a plain sum in a fixed order, independent of where a row sits in its
+// batch or block: a score is Σ_d q_d·k_jd in d order then × scale, an output element
+// Σ_j p_j·v_jd in j order. SIMD lanes and scalar tails do the same operations (no fused
+// multiply-add), so a decode step and a full forward give the same bits for the same row.
+
+/// s_j = (Σ_d q_d · kᵀ[d][j]) · scale for j < valid. kt is (D, n) (keys transposed).
+@inline(__always)
+func attentionScores(_ s: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, kt: UnsafePointer<Float>, n: Int, valid: Int,
+                     headDim D: Int, scale: Float) {
+    var j = 0
+    while j + 8 <= valid {
+        var acc = FloatVec()
+        for d in 0..<D { acc += FloatVec(repeating: q[d]) * loadVec(kt + d * n + j) }
+        storeVec(acc * scale, s + j)
+        j += 8
+    }
+    while j < valid {
+        var a: Float = 0
+        for d in 0..<D { a += q[d] * kt[d * n + j] }
+        s[j] = a * scale
+        j += 1
+    }
+}
+
+/// o_d = Σ_{j < valid} p_j · x[j·ld + d] for d < D (assigned).
+@inline(__always)
+func weightedRowSum(_ o: UnsafeMutablePointer<Float>, p: UnsafePointer<Float>, rows x: UnsafePointer<Float>, ld: Int,
+                    valid: Int, headDim D: Int) {
+    var d0 = 0
+    while d0 + 8 <= D {
+        var acc = FloatVec()
+        for j in 0..<valid { acc += FloatVec(repeating: p[j]) * loadVec(x + j * ld + d0) }
+        storeVec(acc, o + d0)
+        d0 += 8
+    }
+    while d0 < D {
+        var a: Float = 0
+        for j in 0..<valid { a += p[j] * x[j * ld + d0] }
+        o[d0] = a
+        d0 += 1
+    }
+}
+
+/// y_d += a · x_d for d < D.
+@inline(__always)
+func axpyRow(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, headDim D: Int) {
+    var d = 0
+    while d + 8 <= D { storeVec(loadVec(y + d) + FloatVec(repeating: a) * loadVec(x + d), y + d); d += 8 }
+    while d < D { y[d] += a * x[d]; d += 1 }
+}
+
+/// xᵀ: (n, D) rows of stride ld into (D, n).
+@inline(__always)
+func transposeHead(_ t: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, ld: Int, headDim D: Int) {
+    for j in 0..<n {
+        let row = x + j * ld
+        for d in 0..<D { t[d * n + j] = row[d] }
+    }
+}
+
+/// One head of one sequence, directly: for query i (absolute position start + i) the scores
+/// over keys 0 ... start + i, their softmax (log-partition to lse[i·lseStride]) and
+/// out_i = Σ_j p_j·v_j. q and out point at the head's first row (strides ldq, ldo); keys and
+/// values are (start + count, ld). scratch holds (D + 1)·(start + count) floats.
+func attentionRowsDirect(_ out: UnsafeMutablePointer<Float>, ldo: Int, _ lse: UnsafeMutablePointer<Float>?, lseStride: Int,
+                         q: UnsafePointer<Float>, ldq: Int, count: Int, start: Int,
+                         keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, ld: Int,
+                         headDim D: Int, scale: Float, scratch: UnsafeMutablePointer<Float>) {
+    let n = start + count
+    let kt = scratch, s = scratch + D * n
+    transposeHead(kt, k, n: n, ld: ld, headDim: D)
+    for i in 0..<count {
+        let valid = start + i + 1
+        attentionScores(s, q: q + i * ldq, kt: kt, n: n, valid: valid, headDim: D, scale: scale)
+        let l = softmaxRowInPlace(s, count: valid)
+        lse?[i * lseStride] = l
+        weightedRowSum(out + i * ldo, p: s, rows: v, ld: ld, valid: valid, headDim: D)
+    }
+}
+
+/// The backward pass of `attentionRowsDirect` for the query heads `heads` sharing one KV head:
+/// P recomputed from lse, then per query row dV_j += p_j·dO_i, dP_j = dO_i·v_j,
+/// dS_j = p_j (dP_j − dO_i·O_i) / √D, dQ_i = Σ_j dS_j k_j (assigned), dK_j += dS_j q_i.
+/// dq, dout, out, q and lse point at the sequence's first row (column 0; head h at h·D,
+/// lse at h); dk, dv, keys and values at the KV head's columns. scratch holds (2·D + 2)·(start + count) floats.
+func attentionBackwardDirect(dq: UnsafeMutablePointer<Float>, ldq: Int, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+                             dout: UnsafePointer<Float>, out: UnsafePointer<Float>, ldo: Int, lse: UnsafePointer<Float>,
+                             heads: Range<Int>, lseStride: Int, q: UnsafePointer<Float>, count: Int, start: Int,
+                             keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, ld: Int,
+                             headDim D: Int, scale: Float, scratch: UnsafeMutablePointer<Float>) {
+    let n = start + count
+    let kt = scratch, vt = kt + D * n, p = vt + D * n, ds = p + n
+    transposeHead(kt, k, n: n, ld: ld, headDim: D)
+    transposeHead(vt, v, n: n, ld: ld, headDim: D)
+    for head in heads {
+        for i in 0..<count {
+            let valid = start + i + 1
+            let qi = q + i * ldq + head * D, doi = dout + i * ldo + head * D
+            attentionScores(p, q: qi, kt: kt, n: n, valid: valid, headDim: D, scale: scale)
+            expShiftedInPlace(p, count: valid, shift: lse[i * lseStride + head])
+            for j in 0..<valid { axpyRow(dv + j * ld, p[j], doi, headDim: D) }
+            attentionScores(ds, q: doi, kt: vt, n: n, valid: valid, headDim: D, scale: 1)
+            let di = dot(doi, out + i * ldo + head * D, count: D)
+            for j in 0..<valid { ds[j] = p[j] * (ds[j] - di) * scale }
+            weightedRowSum(dq + i * ldq + head * D, p: ds, rows: k, ld: ld, valid: valid, headDim: D)
+            for j in 0..<valid { axpyRow(dk + j * ld, ds[j], qi, headDim: D) }
         }
     }
 }

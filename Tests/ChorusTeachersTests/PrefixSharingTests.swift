@@ -57,7 +57,11 @@ final class PrefixSharingTests: XCTestCase {
                     if x.approximate { continue }
                     XCTAssertLessThan(maxDiff(x.logprobs, y.logprobs), 1e-5, "group \(i)")
                     XCTAssertLessThan(maxDiff(x.entropy, y.entropy), 1e-5, "group \(i)")
-                    XCTAssertLessThan(maxDiff(x.distribution!.array, y.distribution!.array), 1e-5, "group \(i)")
+                    // Log-probs of up to ~12 nats: 1e-5 relative to the magnitude (OpenBLAS' sgemm
+                    // itself gives a row different last bits inside a different batch, ~1e-6 on
+                    // unit-scale values, and these rows pass through two layers of std-0.5 weights).
+                    let d = zip(x.distribution!.array, y.distribution!.array).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                    XCTAssertLessThan(d, 1e-5, "group \(i)")
                     for k in 0..<3 { XCTAssertLessThan(maxDiff(x.teacherLogprobs[k]!, y.teacherLogprobs[k]!), 1e-5) }
                 }
             }
