@@ -20,7 +20,13 @@ public final class TrainingTape {
     var hF = Tensor(shape: [0]), rstdF = Tensor(shape: [0])
     var positions: [Int32] = []
     var rows: [SequenceRows] = []
-    var batch: [TrainingSequence] = []
+    /// The token of each packed row (the embedding's backward pass adds dx rows to them).
+    var tokens: [Int] = []
+    /// Key/value stores of the responses that share their prompt's rows (`sharePrompts`), one
+    /// per such response, reused across steps while large enough.
+    var joinCaches: [KVCache] = []
+    /// dK and dV of those responses' joined keys (prompt rows, then their own), per layer.
+    var dJoin = Tensor(shape: [0])
     /// Head rows in response order: packed row, target, sequence, position.
     var headRows: [(row: Int, target: Int, sequence: Int, position: Int)] = []
     var lse: [Float] = []
@@ -83,24 +89,71 @@ extension TransformerModel {
     /// Returns, per sequence and response token t, log p(y_t | prompt, y_<t) and the entropy of
     /// that next-token distribution. These equal the scoring path's values (`forwardHidden`
     /// then `score`) on the same batch.
-    public func trainingForward(_ batch: [TrainingSequence], tape: TrainingTape) throws -> ResponseScores {
+    ///
+    /// With `sharePrompts`, consecutive sequences with the same prompt (the G responses of a
+    /// rollout group) share the prompt's rows: the prompt runs once, each response's tokens
+    /// (all but the last, which predicts nothing) run as rows that attend over the prompt's keys
+    /// and values and their own, and the prompt's last row predicts every response's first
+    /// token. The values are the unshared pass's up to float summation order (the products
+    /// see other batches); the backward pass sums the responses' gradients into the shared
+    /// rows. At the demo's 8-token prompts and ~5-token responses this halves the rows.
+    public func trainingForward(_ batch: [TrainingSequence], tape: TrainingTape, sharePrompts: Bool = false) throws -> ResponseScores {
         let c = config, C = c.hiddenSize, V = c.vocabSize
         for s in batch where s.promptLength < 1 || s.promptLength > s.tokens.count {
             throw ModelError.emptyInput("a training sequence needs a prompt of 1 ... \(s.tokens.count) tokens, got \(s.promptLength)")
         }
-        let (rows, n) = try packRows(batch.map { PackedSequence(tokens: $0.tokens) })
+        for s in batch { try checkTokens(s.tokens) }
+        // Packed rows: a sequence alone, or a shared prompt followed by its responses' rows.
+        var rows: [SequenceRows] = [], tokens: [Int] = [], positions: [Int32] = []
+        var heads: [(row: Int, target: Int, sequence: Int, position: Int)] = []
+        var joins = 0, maxKV = 0
+        var i = 0
+        while i < batch.count {
+            let first = batch[i], P = first.promptLength
+            var j = i + 1
+            if sharePrompts {
+                while j < batch.count && batch[j].promptLength == P && batch[j].tokens[0..<P] == first.tokens[0..<P] { j += 1 }
+            }
+            if j - i == 1 {
+                let row = tokens.count
+                rows.append(SequenceRows(row: row, count: first.tokens.count, start: 0))
+                tokens += first.tokens
+                positions += (0..<first.tokens.count).map { Int32($0) }
+                for t in 0..<first.responseLength { heads.append((row + P - 1 + t, first.tokens[P + t], i, t)) }
+                maxKV = max(maxKV, first.tokens.count)
+            } else {
+                let prefixRow = tokens.count
+                rows.append(SequenceRows(row: prefixRow, count: P, start: 0))
+                tokens += first.tokens[0..<P]
+                positions += (0..<P).map { Int32($0) }
+                for si in i..<j {
+                    let s = batch[si], L = s.responseLength, row = tokens.count
+                    for t in 0..<L { heads.append((t == 0 ? prefixRow + P - 1 : row + t - 1, s.tokens[P + t], si, t)) }
+                    guard L > 1 else { continue }
+                    if joins == tape.joinCaches.count || tape.joinCaches[joins].capacity < P + L - 1 {
+                        let cache = KVCache(config: c, capacity: max(P + L - 1, 2 * (joins < tape.joinCaches.count ? tape.joinCaches[joins].capacity : 0)))
+                        if joins == tape.joinCaches.count { tape.joinCaches.append(cache) } else { tape.joinCaches[joins] = cache }
+                    }
+                    rows.append(SequenceRows(row: row, count: L - 1, start: P, cache: tape.joinCaches[joins], prefixRow: prefixRow))
+                    joins += 1
+                    tokens += s.tokens[P..<(s.tokens.count - 1)]
+                    positions += (0..<(L - 1)).map { Int32(P + $0) }
+                    maxKV = max(maxKV, P + L - 1)
+                }
+                maxKV = max(maxKV, P)
+            }
+            i = j
+        }
+        rope.ensure(maxKV)
+        let n = tokens.count
+        if n == 0 { throw ModelError.emptyInput("a training batch has no tokens") }
         tape.ensure(tokens: n, config: c)
         tape.n = n
         tape.rows = rows
-        tape.batch = batch
-        tape.headRows = []
-        for (si, s) in batch.enumerated() {
-            for i in s.tokens.indices { tape.positions[rows[si].row + i] = Int32(i) }
-            for t in 0..<s.responseLength {
-                tape.headRows.append((rows[si].row + s.promptLength - 1 + t, s.tokens[s.promptLength + t], si, t))
-            }
-        }
-        embed(batch.lazy.map(\.tokens), into: tape.x.data)
+        tape.tokens = tokens
+        tape.headRows = heads
+        for r in 0..<n { tape.positions[r] = positions[r] }
+        embed(CollectionOfOne(tokens), into: tape.x.data)
         for l in 0..<c.numLayers {
             blockForward(layer: l, x: tape.x.data, rows: rows, n: n, positions: tape.positions,
                          buffers: tape.blockBuffers(layer: l), attentionScratch: &tape.attentionScratch)
@@ -169,7 +222,8 @@ extension TransformerModel {
                 // scratch, no longer needed) scattered back to its rows.
                 gemm(.transpose, .none, m: V, n: C, k: m, a: logits, lda: V, b: hidden, ldb: C, beta: 1, c: dW, ldc: C)
                 gemm(.none, .none, m: m, n: C, k: V, a: logits, lda: V, b: W, ldb: C, c: hidden, ldc: C)
-                for i in 0..<m { (dh + activeRows[s0 + i] * C).update(from: hidden + i * C, count: C) }
+                // Added, not assigned: a shared prompt's last row predicts several responses.
+                for i in 0..<m { addInPlace(dh + activeRows[s0 + i] * C, hidden + i * C, count: C) }
             }
         }
         let loss = losses.reduce(0, +)
@@ -195,12 +249,37 @@ extension TransformerModel {
             gemm(.none, .none, m: n, n: A, k: C, a: dx, lda: C, b: parameter(L.o), ldb: A, c: datt, ldc: A)
             // dK and dV accumulate: clear their columns first (dQ is assigned).
             for r in 0..<n { (dqkv + r * Q + A).update(repeating: 0, count: 2 * kvDim) }
+            // (A response sharing its prompt attends over a cache rebuilt here from the saved qkv.)
             let seqs = attentionSequences(layer: l, rows: tape.rows, qkv: b.qkv)
             let shape = attentionShape
-            grow(&tape.attentionScratch, to: shape.backwardScratch(maxKeys: tape.rows.map(\.count).max() ?? 0))
-            attentionBackward(dq: dqkv, dkv: tape.rows.map { (dqkv + $0.row * Q + A, dqkv + $0.row * Q + A + kvDim) },
-                              dout: datt, out: b.att, ldo: A, lse: S.lse.data, q: b.qkv, ldq: Q, sequences: seqs,
-                              shape: shape, scratch: tape.attentionScratch.data)
+            grow(&tape.attentionScratch, to: shape.backwardScratch(maxKeys: tape.rows.map { $0.start + $0.count }.max() ?? 0))
+            // dK/dV: a sequence's own columns of dqkv, or for a response sharing its prompt a
+            // (start + count, kvDim) pair of join buffers, scattered back below.
+            var dkv: [(keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>)] = []
+            var joinFloats = 0
+            for r in tape.rows where r.prefixRow != nil { joinFloats += 2 * (r.start + r.count) * kvDim }
+            grow(&tape.dJoin, to: joinFloats)
+            tape.dJoin.data.update(repeating: 0, count: joinFloats)
+            var offset = 0
+            for r in tape.rows {
+                if r.prefixRow == nil {
+                    dkv.append((dqkv + r.row * Q + A, dqkv + r.row * Q + A + kvDim))
+                } else {
+                    let keys = r.start + r.count
+                    dkv.append((tape.dJoin.data + offset, tape.dJoin.data + offset + keys * kvDim))
+                    offset += 2 * keys * kvDim
+                }
+            }
+            attentionBackward(dq: dqkv, dkv: dkv, dout: datt, out: b.att, ldo: A, lse: S.lse.data, q: b.qkv, ldq: Q,
+                              sequences: seqs, shape: shape, scratch: tape.attentionScratch.data)
+            for (si, r) in tape.rows.enumerated() {
+                guard let p = r.prefixRow else { continue }
+                for k in 0..<(r.start + r.count) {
+                    let dst = dqkv + (k < r.start ? p + k : r.row + k - r.start) * Q + A
+                    addInPlace(dst, dkv[si].keys + k * kvDim, count: kvDim)
+                    addInPlace(dst + kvDim, dkv[si].values + k * kvDim, count: kvDim)
+                }
+            }
             tape.positions.withUnsafeBufferPointer { pos in
                 ropeBackward(dqkv, rows: n, ld: Q, heads: H + c.numKVHeads, headDim: D, positions: pos.baseAddress!, table: rope)
             }
@@ -224,10 +303,7 @@ extension TransformerModel {
         }
         // Embedding: dE[token] += dx[row] (serial: rows may share a token).
         let dE = g + layout.embed
-        var r = 0
-        for s in tape.batch {
-            for t in s.tokens { addInPlace(dE + t * C, dx + r * C, count: C); r += 1 }
-        }
+        for (r, t) in tape.tokens.enumerated() { addInPlace(dE + t * C, dx + r * C, count: C) }
         return loss
     }
 }

@@ -158,6 +158,10 @@ struct SequenceRows {
     var count: Int      // new tokens
     var start: Int      // absolute position of the first new token
     var cache: KVCache?
+    /// With a cache: the packed row of a prefix in the same batch whose `start` rows of keys and
+    /// values are copied into cache positions 0 ..< start at every layer first (a training
+    /// response that shares its prompt's rows with the other responses of its group).
+    var prefixRow: Int? = nil
 }
 
 extension TransformerModel {
@@ -302,6 +306,13 @@ extension TransformerModel {
                 return AttentionSequence(row: r.row, count: r.count, start: 0, keys: k, values: k + kvDim, ld: Q)
             }
             let keys = kv.keys(layer: l), values = kv.values(layer: l)
+            if let p = r.prefixRow {
+                for i in 0..<r.start {
+                    let src = qkv + (p + i) * Q + A
+                    (keys + i * kvDim).update(from: src, count: kvDim)
+                    (values + i * kvDim).update(from: src + kvDim, count: kvDim)
+                }
+            }
             for i in 0..<r.count {
                 let src = qkv + (r.row + i) * Q + A
                 (keys + (r.start + i) * kvDim).update(from: src, count: kvDim)

@@ -156,7 +156,7 @@ public final class OnPolicyTrainer {
         let micro = loop.options.microBatch > 0 ? loop.options.microBatch : batch.count
         var learner = ResponseScores(logprobs: [], entropy: [])
         for mb in stride(from: 0, to: batch.count, by: micro) {
-            let s = try model.trainingForward(Array(batch[mb..<min(batch.count, mb + micro)]), tape: tape)
+            let s = try model.trainingForward(Array(batch[mb..<min(batch.count, mb + micro)]), tape: tape, sharePrompts: true)
             learner.logprobs += s.logprobs
             learner.entropy += s.entropy
         }
@@ -201,7 +201,7 @@ public final class OnPolicyTrainer {
         var loss = 0.0
         for mb in stride(from: 0, to: batch.count, by: micro) {
             let range = mb..<min(batch.count, mb + micro)
-            if micro < batch.count { _ = try model.trainingForward(Array(batch[range]), tape: tape) }
+            if micro < batch.count { _ = try model.trainingForward(Array(batch[range]), tape: tape, sharePrompts: true) }
             let coef = range.map { i in (0..<batch[i].responseLength).map { t in norm[i][t] * isWeights[i][t] } }
             if c.fullVocabulary {
                 let rows = try range.map { i -> UnsafePointer<Float> in

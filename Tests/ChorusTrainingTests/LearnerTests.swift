@@ -200,4 +200,74 @@ final class LearnerTests: XCTestCase {
         let loss = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(row.utf8)) as? [String: Any])?["loss"] as? Double)
         XCTAssertEqual(loss, expected, accuracy: 1e-5 * max(1, expected))
     }
+
+    /// Rollout groups: G responses after one prompt, G = 1 ... 5, responses of 0, 1, 2 and more
+    /// tokens, prompts of 1 ... 9 tokens (and two consecutive groups with the same prompt).
+    func groupedBatch(vocab V: Int, seed: UInt64) -> [TrainingSequence] {
+        var rng = ChorusRNG(seed: seed)
+        var out: [TrainingSequence] = []
+        let shapes: [(prompt: Int, responses: [Int])] = [(8, [5, 3, 6, 1]), (1, [2, 7]), (9, [0, 1, 4, 2, 3]), (3, [6]), (5, [1, 1, 1])]
+        for (p, lengths) in shapes {
+            let prompt = (0..<p).map { _ in rng.int(below: V) }
+            for l in lengths { out.append(TrainingSequence(prompt: prompt, response: (0..<l).map { _ in rng.int(below: V) })) }
+        }
+        out += out.suffix(3)   // the last group's prompt again, right after it
+        return out
+    }
+
+    /// `sharePrompts` (the prompt's rows run once per group) gives the unshared pass's
+    /// log-probs, entropies, loss and gradient up to float summation order, on every fixture
+    /// architecture (direct and blocked attention, GQA, q/k norms, biases, tied heads).
+    func testSharedPromptsEqualUnsharedForwardAndGradient() throws {
+        for name in TrainingFixtures.names {
+            let model = try TransformerModel.load(directory: TrainingFixtures.model(name))
+            let seqs = groupedBatch(vocab: model.config.vocabSize, seed: 5)
+            var rng = ChorusRNG(seed: 12)
+            let w = seqs.map { s in (0..<s.responseLength).map { _ in Float(rng.uniform() * 2 - 1) } }
+            let e = seqs.map { s in (0..<s.responseLength).map { _ in Float(rng.uniform() * 0.5) } }
+            func run(_ share: Bool) throws -> (ResponseScores, Double, [Float]) {
+                let tape = TrainingTape(), grads = Tensor(shape: [model.parameters.count])
+                let s = try model.trainingForward(seqs, tape: tape, sharePrompts: share)
+                let loss = model.trainingBackward(TokenObjective(weights: w, entropyWeights: e), tape: tape, grads: grads)
+                return (s, loss, grads.array)
+            }
+            let (a, lossA, gA) = try run(false), (b, lossB, gB) = try run(true)
+            XCTAssertEqual(b.logprobs.map(\.count), seqs.map(\.responseLength), name)
+            for i in seqs.indices {
+                for t in 0..<seqs[i].responseLength {
+                    XCTAssertEqual(b.logprobs[i][t], a.logprobs[i][t], accuracy: 1e-5 * max(1, abs(a.logprobs[i][t])), "\(name) seq \(i) t \(t)")
+                    XCTAssertEqual(b.entropy[i][t], a.entropy[i][t], accuracy: 1e-5 * max(1, a.entropy[i][t]), "\(name) seq \(i) t \(t)")
+                }
+            }
+            XCTAssertEqual(lossB, lossA, accuracy: 1e-5 * max(1, abs(lossA)), name)
+            let scale = gA.map(abs).max() ?? 0
+            XCTAssertGreaterThan(scale, 0, name)
+            let worst = zip(gA, gB).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-5 * max(1, scale), "\(name): gradient (largest |g| \(scale))")
+        }
+    }
+
+    /// A shared tape that grew for a big step serves a smaller one, and the other way round: the
+    /// join caches are reused while large enough and replaced when not.
+    func testSharedPromptsReuseTheTapeAcrossBatchShapes() throws {
+        let model = try TransformerModel.load(directory: TrainingFixtures.model("qwen3_untied_qknorm"))
+        let big = groupedBatch(vocab: model.config.vocabSize, seed: 7)
+        let small = Array(big.prefix(4))
+        var rng = ChorusRNG(seed: 8)
+        let longer = [TrainingSequence(prompt: [1, 2], response: (0..<40).map { _ in rng.int(below: model.config.vocabSize) }),
+                      TrainingSequence(prompt: [1, 2], response: [3, 4])]
+        let tape = TrainingTape()
+        for seqs in [big, small, longer, big] {
+            let shared = try model.trainingForward(seqs, tape: tape, sharePrompts: true)
+            let alone = try model.trainingForward(seqs, tape: TrainingTape())
+            for i in seqs.indices {
+                for t in 0..<seqs[i].responseLength {
+                    XCTAssertEqual(shared.logprobs[i][t], alone.logprobs[i][t], accuracy: 1e-5 * max(1, abs(alone.logprobs[i][t])))
+                }
+            }
+        }
+        XCTAssertThrowsError(try model.trainingForward([TrainingSequence(tokens: [1, 2], promptLength: 0)], tape: tape, sharePrompts: true))
+        XCTAssertThrowsError(try model.trainingForward([TrainingSequence(prompt: [1], response: [model.config.vocabSize])], tape: tape,
+                                                       sharePrompts: true))
+    }
 }
