@@ -21,6 +21,16 @@ public final class HiddenStateRunner {
     /// The LM-head scratch every `TeacherForward` of this runner shares (one per runner rather
     /// than one per group: a step's groups made ~40 MB of zero-filled scratch each step).
     var headScratch: Tensor?
+    /// Largest rows × V of log-softmax rows one forward call precomputes for all its groups
+    /// (default 16M floats, 64 MiB): a training step's few hundred rows then take a few
+    /// LM-head products of up to `TransformerModel.headChunk` rows instead of one small product
+    /// per response (each of which packed the whole head matrix again). Over the budget (a
+    /// large vocabulary) the head runs on demand per response, as before; 0 turns it off.
+    public var headBudgetFloats = 16 << 20
+    /// The precomputed log-softmax rows (N_all, V) and entropies (N_all) of the last call, and
+    /// its number: a `TeacherForward` of an older call no longer reads them.
+    var headRows = Tensor(shape: [0]), headEntropy = Tensor(shape: [0])
+    private(set) var generation = 0
 
     public init() {}
 
@@ -55,18 +65,16 @@ public final class HiddenStateRunner {
                 for t in r where t < 0 || t >= V { throw TeacherError.tokenOutOfRange(teacher: teacher, token: t, vocabSize: V) }
             }
         }
-        // Output rows of each group, packed continuation after continuation.
-        let hidden: [Tensor] = groups.map { g in
-            let total = g.continuations.reduce(0) { $0 + $1.count }
-            let h = Tensor(shape: [max(total, 1), C])
-            h.reshape([total, C])
-            return h
+        // Output rows of every group in one tensor, group after group, continuation after
+        // continuation: offsets[g][r] is the first row of continuation r of group g.
+        var offsets: [[Int]] = [], groupRows: [Int] = [], total = 0
+        for g in groups {
+            groupRows.append(total)
+            offsets.append(g.continuations.map { c in defer { total += c.count }; return total })
         }
-        let offsets: [[Int]] = groups.map { g in
-            var o: [Int] = [], s = 0
-            for c in g.continuations { o.append(s); s += c.count }
-            return o
-        }
+        let all = Tensor(shape: [max(total, 1), C])
+        all.reshape([total, C])
+        let out = all.data
 
         if sharePrefix {
             let bytesPerPosition = 2 * model.config.numLayers * model.config.numKVHeads * model.config.headDim * 4
@@ -95,7 +103,7 @@ public final class HiddenStateRunner {
             try run(groups.indices.map { gi in Item(group: gi, response: nil, tokens: groups[gi].prefix, capacity: groups[gi].prefix.count) { prefixCaches[gi] } }) { it, h in
                 let g = groups[it.group], last = h + (g.prefix.count - 1) * C
                 for (r, c) in g.continuations.enumerated() where !c.isEmpty {
-                    (hidden[it.group].data + offsets[it.group][r] * C).update(from: last, count: C)
+                    (out + offsets[it.group][r] * C).update(from: last, count: C)
                 }
             }
             // 2. Continuations of more than one token: tokens 0..<n-1 from a fork of the prefix.
@@ -109,23 +117,56 @@ public final class HiddenStateRunner {
                 }
             }
             try run(items) { it, h in
-                (hidden[it.group].data + (offsets[it.group][it.response!] + 1) * C).update(from: h, count: it.tokens.count * C)
+                (out + (offsets[it.group][it.response!] + 1) * C).update(from: h, count: it.tokens.count * C)
             }
         } else {
             for (gi, g) in groups.enumerated() {
                 for (r, c) in g.continuations.enumerated() where !c.isEmpty {
                     let ctx = g.prefix + c[0..<(c.count - 1)]
                     let h = try model.forwardHidden([PackedSequence(tokens: ctx)], workspace: workspace)
-                    (hidden[gi].data + offsets[gi][r] * C).update(from: h + (g.prefix.count - 1) * C, count: c.count * C)
+                    (out + offsets[gi][r] * C).update(from: h + (g.prefix.count - 1) * C, count: c.count * C)
                 }
             }
         }
         let need = TransformerModel.headChunk * (C + V)
         if headScratch.map({ $0.capacity < need }) ?? true { headScratch = model.makeHeadScratch() }
         let scratch = headScratch!
+        generation += 1
+        var precomputed: (runner: HiddenStateRunner, generation: Int)?
+        if total > 0 && total * V <= headBudgetFloats {
+            precomputeHead(model: model, hidden: out, rows: total, scratch: scratch)
+            precomputed = (self, generation)
+        }
         return groups.indices.map { gi in
-            TeacherForward(model: model, hidden: hidden[gi], lengths: groups[gi].continuations.map(\.count),
-                           targets: groups[gi].continuations.flatMap { $0 }, scratch: scratch)
+            TeacherForward(model: model, hidden: all, firstRow: groupRows[gi], lengths: groups[gi].continuations.map(\.count),
+                           targets: groups[gi].continuations.flatMap { $0 }, scratch: scratch, precomputed: precomputed)
         }
     }
+
+    /// Log-softmax rows and entropies of hidden rows 0 ..< rows into `headRows` /
+    /// `headEntropy`: the values `TransformerModel.score` gives (x − logsumexp of the logits,
+    /// their entropy), `headChunk` rows per LM-head product.
+    func precomputeHead(model: TransformerModel, hidden: UnsafePointer<Float>, rows: Int, scratch: Tensor) {
+        let V = model.config.vocabSize
+        grow(&headRows, to: rows * V)
+        grow(&headEntropy, to: rows)
+        let lp = headRows.data, ent = headEntropy.data
+        model.headChunks(hidden: hidden, rows: Array(0..<rows), scratch: scratch) { s, m, logits, _ in
+            parallelFor(m, costPerItem: V * 4) { a, b in
+                for i in a..<b {
+                    let row = logits + i * V, dst = lp + (s + i) * V
+                    let st = rowStats(row, count: V)
+                    ent[s + i] = st.entropy
+                    var j = 0
+                    while j + 8 <= V { storeVec(loadVec(row + j) - st.logSumExp, dst + j); j += 8 }
+                    while j < V { dst[j] = row[j] - st.logSumExp; j += 1 }
+                }
+            }
+        }
+    }
+}
+
+/// Grows `t` to at least `n` floats (by half again, so repeated growth is amortised).
+func grow(_ t: inout Tensor, to n: Int) {
+    if t.capacity < n { t = Tensor(shape: [max(n, t.capacity * 3 / 2)]) }
 }

@@ -68,6 +68,47 @@ final class PrefixSharingTests: XCTestCase {
         }
     }
 
+    /// The head rows one forward precomputes for all its groups give what the on-demand head
+    /// gives (up to the products' summation order), top-k included; a forward superseded by a
+    /// later call of the same runner runs the head itself and still gives its own rows.
+    func testPrecomputedHeadRowsEqualOnDemandRows() throws {
+        let m = tinyModel(seed: 7)
+        let groups = (0..<3).map { i -> ScoringGroup in
+            var g = sampleGroup(index: i)
+            g.responses = g.responses.map { $0.map { ($0 + 5 * i) % 64 } } + [[]]
+            return g
+        }
+        let pre = CheckpointTeacher(name: "p", model: m), lazy = CheckpointTeacher(name: "l", model: m)
+        lazy.runner.headBudgetFloats = 0
+        let fp = try pre.forward(groups: groups), fl = try lazy.forward(groups: groups)
+        func rows(_ f: TeacherForward) -> ([PositionScore], [Float]) {
+            let out = Tensor(shape: [max(1, f.count), 64])
+            return (f.scores(rows: 0..<f.count, topK: 5, logProbabilities: out.data), Array(out.array.prefix(f.count * 64)))
+        }
+        for (a, b) in zip(fp, fl) {
+            XCTAssertNotNil(a.precomputed)
+            XCTAssertNil(b.precomputed)
+            let (sa, la) = rows(a), (sb, lb) = rows(b)
+            XCTAssertEqual(sa.count, sb.count)
+            XCTAssertLessThan(maxDiff(sa.map(\.logprob), sb.map(\.logprob)), 1e-5)
+            XCTAssertLessThan(maxDiff(sa.map(\.entropy), sb.map(\.entropy)), 1e-5)
+            XCTAssertEqual(sa.map(\.topIds), sb.map(\.topIds))
+            XCTAssertLessThan(maxDiff(la, lb), 1e-5)
+            // A part of a response (the chunked path of the pool) reads the same rows.
+            if a.count > 2 {
+                let part = a.scores(rows: 1..<3, topK: 0)
+                XCTAssertEqual(part.map(\.logprob), Array(sa[1..<3]).map(\.logprob))
+            }
+        }
+        // A later call replaces the runner's rows: the earlier forwards fall back to the head.
+        let before = fp.map { rows($0).0.map(\.logprob) }
+        _ = try pre.forward(groups: [groups[2], groups[0]])
+        for (f, want) in zip(fp, before) {
+            let got = rows(f).0.map(\.logprob)
+            XCTAssertLessThan(maxDiff(got, want), 1e-5)
+        }
+    }
+
     func testForkCopiesFilledPositions() throws {
         let m = tinyModel(seed: 6)
         let ws = ForwardWorkspace()
