@@ -55,14 +55,15 @@ public func swigluForward(_ out: UnsafeMutablePointer<Float>, _ gu: UnsafePointe
 /// RMSNorm forward, as HF LlamaRMSNorm: out = x * rsqrt(mean(x^2) + eps) * weight.
 ///
 /// inp and out are (N, C) with row strides ldIn/ldOut; weight is (C); rstd (N) receives the
-/// reciprocal RMS of each row for the backward pass (may be nil).
+/// reciprocal RMS of each row for the backward pass (may be nil). `serial` keeps it on the
+/// calling thread (inside a parallel region).
 public func rmsNormForward(
     _ out: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>?,
     _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-    rows n: Int, cols c: Int, eps: Float, ldIn: Int? = nil, ldOut: Int? = nil
+    rows n: Int, cols c: Int, eps: Float, ldIn: Int? = nil, ldOut: Int? = nil, serial: Bool = false
 ) {
     let li = ldIn ?? c, lo = ldOut ?? c
-    parallelFor(n, costPerItem: c * 3) { a, b in
+    parallelFor(n, costPerItem: serial ? 0 : c * 3) { a, b in
         for r in a..<b {
             let x = inp + r * li, o = out + r * lo
             var acc = FloatVec()
@@ -90,9 +91,14 @@ public func qkNormForward(
     qWeight: UnsafePointer<Float>, kWeight: UnsafePointer<Float>,
     rows n: Int, ld: Int, qHeads: Int, kvHeads: Int, headDim d: Int, eps: Float
 ) {
-    for h in 0..<(qHeads + kvHeads) {
-        rmsNormForward(out + h * d, rstd.map { $0 + h * n }, inp + h * d, h < qHeads ? qWeight : kWeight,
-                       rows: n, cols: d, eps: eps, ldIn: ld, ldOut: ld)
+    // One pass over the rows with every head inside (one thread hand-off, not one per head);
+    // each head is `rmsNormForward`'s arithmetic on its d columns.
+    let heads = qHeads + kvHeads
+    parallelFor(n, costPerItem: heads * d * 3) { a, b in
+        for h in 0..<heads {
+            rmsNormForward(out + h * d + a * ld, rstd.map { $0 + h * n + a }, inp + h * d + a * ld, h < qHeads ? qWeight : kWeight,
+                           rows: b - a, cols: d, eps: eps, ldIn: ld, ldOut: ld, serial: true)
+        }
     }
 }
 
