@@ -27,17 +27,55 @@ extension TeacherPool {
         // Each teacher scores every group that needs it in one call (one batched forward for a
         // local teacher), so a step's groups share the gemms.
         var sources = [[GroupRows?]](repeating: [GroupRows?](repeating: nil, count: teachers.count), count: groups.count)
-        for k in teachers.indices {
-            let needed = groups.indices.filter { scoreInactive || mixtures[$0].weights[k] > 0 }
-            if needed.isEmpty { continue }
-            for (j, rows) in try rows(teacher: k, groups: needed.map { teacherGroups[$0] }).enumerated() {
-                sources[needed[j]][k] = rows
-            }
+        let needed = teachers.indices.map { k in groups.indices.filter { scoreInactive || mixtures[$0].weights[k] > 0 } }
+        let scored = teachers.indices.filter { !needed[$0].isEmpty }
+        let perTeacher = try teacherRows(scored.map { k in (k, needed[k].map { teacherGroups[$0] }) })
+        for (k, rows) in zip(scored, perTeacher) {
+            for (j, r) in rows.enumerated() { sources[needed[k][j]][k] = r }
         }
         return try groups.indices.map { gi in
             try scoreGroup(teacherGroups[gi], aggregator: aggregator, mixture: mixtures[gi], sources: sources[gi],
                            keepDistribution: keepDistribution, keepTopTokens: keepTopTokens)
         }
+    }
+
+    /// Each listed teacher's rows for its groups (`rows(teacher:groups:)`), in order. When
+    /// there are at least as many teachers as threads, local teachers over distinct models,
+    /// without a score cache, run side by side on `Parallel.threads` workers
+    /// (`Parallel.coarse`), each teacher's forward serially on its worker, teachers dealt
+    /// largest first to the least loaded worker (a fixed assignment, so the numbers are those
+    /// of one thread): four small teachers' forwards otherwise split every small op over the
+    /// cores, and the thread hand-offs cost as much as the ops. With more threads than
+    /// teachers each forward keeps every core instead.
+    func teacherRows(_ work: [(teacher: Int, groups: [ScoringGroup])]) throws -> [[GroupRows]] {
+        let workers = Parallel.threads
+        var models: [ObjectIdentifier] = [], costs: [Int] = []
+        var local = store == nil && workers > 1 && work.count >= workers
+        for (k, _) in work where local {
+            guard let source = (teachers[k] as? CheckpointTeacher)?.source ?? (teachers[k] as? SelfTeacher)?.source else { local = false; break }
+            let m = try source.model()   // loads the weights here, not on a worker
+            models.append(ObjectIdentifier(m))
+            costs.append(m.config.parameterCount)
+        }
+        // Two teachers over one model object would share its RoPE table and buffers.
+        if !local || Set(models).count != models.count {
+            return try work.map { try rows(teacher: $0.teacher, groups: $0.groups) }
+        }
+        var load = [Int](repeating: 0, count: workers), owner = [Int](repeating: 0, count: work.count)
+        for i in work.indices.sorted(by: { costs[$0] > costs[$1] || (costs[$0] == costs[$1] && $0 < $1) }) {
+            let w = load.indices.min { load[$0] < load[$1] }!
+            owner[i] = w
+            load[w] += costs[i]
+        }
+        let results = UnsafeMutableBufferPointer<Result<[GroupRows], Error>?>.allocate(capacity: work.count)
+        results.initialize(repeating: nil)
+        defer { results.deinitialize(); results.deallocate() }
+        Parallel.coarse(workers) { w in
+            for i in work.indices where owner[i] == w {
+                results[i] = Result(catching: { try rows(teacher: work[i].teacher, groups: work[i].groups) })
+            }
+        }
+        return try results.map { try $0!.get() }
     }
 
     /// One scored teacher's rows for a group and, when they were not cached, where to record

@@ -9,8 +9,33 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Number of threads kernels split work across.
-    public static var threads: Int { _threads }
+    /// Number of threads kernels split work across: 1 on a thread running one of
+    /// `coarse`'s work items (it already has a core to itself).
+    public static var threads: Int { pthread_getspecific(coarseKey) == nil ? _threads : 1 }
+
+    /// Marks the threads running `coarse` work items (set while an item runs).
+    private static let coarseKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Runs `body(w)` for w in 0 ..< workers, each on its own thread, with every Chorus kernel
+    /// and `gemm` inside running serially on it (`threads` is 1 there): parallelism over large
+    /// independent items (a teacher's whole forward) instead of one thread hand-off per
+    /// small op. Which item a worker runs is fixed by the caller, so results do not depend
+    /// on scheduling; nested calls run their items one after another.
+    public static func coarse(_ workers: Int, _ body: (Int) -> Void) {
+        if workers <= 1 || pthread_getspecific(coarseKey) != nil {
+            for w in 0..<workers { body(w) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            pthread_setspecific(coarseKey, UnsafeRawPointer(bitPattern: 1))
+            defer { pthread_setspecific(coarseKey, nil) }
+            body(w)
+        }
+    }
 
     /// Sets the thread count for Chorus kernels and the gemm wrapper (nil keeps the current
     /// count), and makes OpenBLAS single-threaded: `gemm` splits large products across these

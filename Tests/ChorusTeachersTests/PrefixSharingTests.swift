@@ -109,6 +109,49 @@ final class PrefixSharingTests: XCTestCase {
         }
     }
 
+    /// Teachers scored side by side (one per worker, each forward serial on its worker) give
+    /// exactly what one thread gives; two teachers over one model object, which would share its
+    /// buffers, are scored one after the other; a teacher's error still reaches the caller.
+    func testTeachersScoredSideBySideEqualOneThread() throws {
+        let threads = Parallel.threads
+        defer { Parallel.configure(threads: threads) }
+        let groups = (0..<3).map { i -> ScoringGroup in
+            var g = sampleGroup(index: i)
+            g.responses = g.responses.map { $0.map { ($0 + 11 * i) % 64 } }
+            return g
+        }
+        let aggregator = try AggregatorFactory.make(name: "arithmetic", teacherCount: 4, options: AggregatorOptions())
+        func run(threads: Int, pool: TeacherPool) throws -> [[ReferenceScores]] {
+            Parallel.configure(threads: threads)
+            return try pool.score(groups, aggregator: aggregator, progress: 0, keepDistribution: true)
+        }
+        let serial = try run(threads: 1, pool: try tinyPool(4)), coarse = try run(threads: 2, pool: try tinyPool(4))
+        for (a, b) in zip(serial.joined(), coarse.joined()) {
+            XCTAssertEqual(a.logprobs, b.logprobs)
+            XCTAssertEqual(a.entropy, b.entropy)
+            XCTAssertEqual(a.teacherLogprobs.map { $0! }, b.teacherLogprobs.map { $0! })
+            XCTAssertEqual(a.distribution!.array, b.distribution!.array)
+        }
+        // One model object behind two teachers: scored in turn, same numbers as two copies.
+        let m = tinyModel(seed: 10)
+        let shared = try TeacherPool(teachers: [CheckpointTeacher(name: "a", model: m), CheckpointTeacher(name: "b", model: m),
+                                                CheckpointTeacher(name: "c", model: tinyModel(seed: 12)),
+                                                CheckpointTeacher(name: "d", model: tinyModel(seed: 13))])
+        let copies = try TeacherPool(teachers: [CheckpointTeacher(name: "a", model: tinyModel(seed: 10)),
+                                                CheckpointTeacher(name: "b", model: tinyModel(seed: 10)),
+                                                CheckpointTeacher(name: "c", model: tinyModel(seed: 12)),
+                                                CheckpointTeacher(name: "d", model: tinyModel(seed: 13))])
+        let x = try run(threads: 2, pool: shared), y = try run(threads: 2, pool: copies)
+        for (a, b) in zip(x.joined(), y.joined()) { XCTAssertEqual(a.logprobs, b.logprobs) }
+        // A token outside one teacher's vocabulary fails the call with that teacher's error.
+        var bad = groups[1]
+        bad.responses[0][0] = 64
+        Parallel.configure(threads: 2)
+        XCTAssertThrowsError(try tinyPool(4).score([groups[0], bad], aggregator: aggregator, progress: 0)) { e in
+            XCTAssertEqual(e as? TeacherError, .tokenOutOfRange(teacher: "t0", token: 64, vocabSize: 64))
+        }
+    }
+
     func testForkCopiesFilledPositions() throws {
         let m = tinyModel(seed: 6)
         let ws = ForwardWorkspace()
