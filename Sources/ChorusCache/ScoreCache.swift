@@ -121,10 +121,13 @@ public final class ScoreCache: @unchecked Sendable {
     /// The record stored under `key`, or nil. A corrupt record is reported through `onProblem`,
     /// dropped from the index and answered as a miss, so the caller re-scores it; a corrupt value
     /// is never returned. `teacher` labels the hit/miss counters (default: the name the
-    /// fingerprint was stored under, else the fingerprint's first 16 hex digits).
-    public func lookup(_ key: CacheKey, teacher: String? = nil) -> ScoreRecord? {
+    /// fingerprint was stored under, else the fingerprint's first 16 hex digits). `counted: false`
+    /// leaves the counters alone (reading back a record just stored is neither a hit nor a miss).
+    public func lookup(_ key: CacheKey, teacher: String? = nil, counted: Bool = true) -> ScoreRecord? {
         mutex.lock()
         defer { mutex.unlock() }
+        let before = counted ? nil : counters
+        defer { if let before { counters = before } }
         var label = teacher ?? teacherNames[key.fingerprint.bytes] ?? String(key.fingerprint.hex.prefix(16))
         var location = index[key.digest]
         if location == nil {

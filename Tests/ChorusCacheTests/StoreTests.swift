@@ -20,6 +20,11 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(counters?.hits, 10)
         XCTAssertEqual(counters?.misses, 1)
         XCTAssertEqual(counters?.stores, 10)
+        // Reading back (counted: false) returns the record and leaves the counters alone.
+        XCTAssertEqual(cache.lookup(item(2).key, teacher: "stress-1", counted: false), try CacheStress.expected(item(2).key, item(2).record))
+        XCTAssertNil(cache.lookup(item(10).key, teacher: "stress-1", counted: false))
+        XCTAssertEqual(cache.counterSnapshot()["stress-1"]?.hits, 10)
+        XCTAssertEqual(cache.counterSnapshot()["stress-1"]?.misses, 1)
 
         // A second instance (as another process would) sees everything, and sees later stores.
         let (other, _) = try openCache(dir, readOnly: true)
