@@ -89,7 +89,8 @@ public struct ComparisonPlan: Codable, Equatable, Sendable {
     /// The first field in which `other` (the re-run) differs, described; nil when equal.
     func difference(_ other: ComparisonPlan) -> String? {
         if runFileText != other.runFileText { return "it was made from a different run file or --set overrides: \(runFile)" }
-        if aggregators != other.aggregators { return "--aggregators was \(aggregators.joined(separator: ",")), now \(other.aggregators.joined(separator: ","))" }
+        func list(_ l: [String]) -> String { l.isEmpty ? "(none)" : l.joined(separator: ",") }
+        if aggregators != other.aggregators { return "--aggregators was \(list(aggregators)), now \(list(other.aggregators))" }
         if baselines != other.baselines { return "--baselines was '\(baselines.joined(separator: ","))', now '\(other.baselines.joined(separator: ","))'" }
         if sweeps != other.sweeps {
             func said(_ s: [String]?) -> String { s.map { $0.map { "--sweep " + $0 }.joined(separator: " ") } ?? "(no --sweep)" }
@@ -297,7 +298,9 @@ public final class Comparison {
                 } catch { throw ComparisonError.sweep(arg, "\(error)") }
                 let fingerprint = configurationFingerprint(variant, ignoring: ["text"])
                 if let other = byConfiguration[fingerprint] {
-                    throw ComparisonError.sweep(arg, "gives the same run configuration as \(key)=\(other); list each setting once")
+                    throw ComparisonError.sweep(arg, fingerprint == recipe
+                        ? "gives the default recipe's configuration, as \(key)=\(other) does (the same setting written twice, or a key with no effect under the run file's other settings); list each setting once"
+                        : "gives the same run configuration as \(key)=\(other) (the same setting written twice); list each setting once")
                 }
                 byConfiguration[fingerprint] = v
                 if fingerprint == recipe {
@@ -309,7 +312,7 @@ public final class Comparison {
             }
             let axis = key + "=" + values.joined(separator: ",")
             if rows.allSatisfy(\.isDefault) {
-                throw ComparisonError.sweep(axis, "every value gives the default recipe's configuration (the key has no effect with the run file's other settings): nothing to compare")
+                throw ComparisonError.sweep(axis, "every value gives the default recipe's configuration (the run file's own value, or a key with no effect under its other settings): nothing to compare")
             }
             if !rows.contains(where: \.isDefault) { rows.insert(SweepAxis.Row(value: nil, label: defaultSweepLabel, isDefault: true), at: 0) }
             axes.append(SweepAxis(key: key, values: values, runFileValue: runFileValue(of: key, text: base.text), rows: rows))
