@@ -30,7 +30,7 @@ struct Compare: ParsableCommand {
     var runFile: String
 
     @Option(help: "Comma-separated aggregators, e.g. arithmetic,geometric,hard-switch,soft-switch,control-token,random.")
-    var aggregators: String = ""
+    var aggregators: String?
 
     @Option(help: "Comma-separated baselines: sft-teacher, sft-self.")
     var baselines: String = ""
@@ -61,7 +61,7 @@ struct Compare: ParsableCommand {
     func run() throws {
         func list(_ s: String) -> [String] { s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         let out = URL(fileURLWithPath: output, isDirectory: true)
-        let comparison = try Comparison(runFile: URL(fileURLWithPath: runFile), overrides: overrides, aggregators: list(aggregators),
+        let comparison = try Comparison(runFile: URL(fileURLWithPath: runFile), overrides: overrides, aggregators: list(aggregators ?? ""),
                                         baselines: list(baselines), sweeps: sweeps, seeds: seeds, steps: steps, output: out)
         comparison.log = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         comparison.showRunProgress = !quiet
