@@ -295,6 +295,10 @@ public final class Comparison {
                 do {
                     let text = try applyOverrides([arg], to: base.text, file: runFile.path, option: "--sweep")
                     variant = try OnPolicyConfig(text: text, file: runFile.path, base: PathStandIns.directory(of: runFile))
+                    // Files the value names that the default recipe does not: read now, not when its turn comes.
+                    if variant.pool != base.pool { _ = try PoolManifest.load(contentsOf: variant.pool) }
+                    if variant.prompts != base.prompts || variant.benchmark != base.benchmark { _ = try variant.promptDataset() }
+                    if variant.eval?.data != base.eval?.data { _ = try variant.evalDatasets() }
                 } catch { throw ComparisonError.sweep(arg, "\(error)") }
                 let fingerprint = configurationFingerprint(variant, ignoring: ["text"])
                 if let other = byConfiguration[fingerprint] {

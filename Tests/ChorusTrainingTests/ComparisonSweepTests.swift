@@ -159,6 +159,10 @@ final class ComparisonSweepTests: XCTestCase {
             (["teachers.cache=a,b"], [], ["teachers.cache cannot be swept", "shares one score cache"]),
             (["curriculum.stage[3].at=0.2,0.4"], [], ["--sweep curriculum.stage[3].at=0.2:", "--sweep 'curriculum.stage[3].at=0.2': the file has 0 [[curriculum.stage]] tables"]),
             (["model.init=nowhere"], [], ["--sweep model.init=nowhere:", "nowhere/config.json"]),
+            // Files a value names are read before the first run, not when its turn comes.
+            (["teachers.pool=nopool.toml"], [], ["--sweep teachers.pool=nopool.toml:", "nopool.toml"]),
+            (["data.prompts=none.jsonl"], [], ["--sweep data.prompts=none.jsonl:", "none.jsonl"]),
+            (["eval.data=none.jsonl"], [], ["--sweep eval.data=none.jsonl:", "none.jsonl"]),
         ]
         for (sweeps, overrides, fragments) in cases {
             assertThrows(try sweep(runFile, out, sweeps, overrides: overrides), containing: fragments)
