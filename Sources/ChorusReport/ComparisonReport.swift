@@ -18,9 +18,12 @@ public struct ReportGroup: Sendable {
 /// One summary table above a report's plots: an optional title (a sweep's axis) and its rows,
 /// `rows[0]` the header.
 public struct SummaryTable: Sendable {
+    /// Shown above the table (escaped); nil: no title line.
     public var title: String?
+    /// The cells as text, `rows[0]` the header; every row as wide as the header.
     public var rows: [[String]]
 
+    /// A table of `rows` (header first) under `title`.
     public init(title: String?, rows: [[String]]) {
         self.title = title
         self.rows = rows

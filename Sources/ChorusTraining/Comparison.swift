@@ -797,7 +797,9 @@ public struct ComparisonSummary {
     /// One block of the table: a title line (nil for a comparison of strategies, whose table is
     /// one block) and its rows, the header first.
     public struct Block: Sendable {
+        /// `sweep KEY: the default recipe has …`; nil for a comparison of strategies.
         public var title: String?
+        /// The header row (`strategy` or the key, the columns, `flags`), then one row per line of the block.
         public var rows: [[String]]
     }
 
