@@ -36,9 +36,6 @@ public struct SweepAxis: Sendable, Equatable {
         guard let v = r.value else { return "default (" + (runFileValue ?? "not set") + ")" }
         return r.isDefault ? v + " (default)" : v
     }
-
-    /// The plan's text of the axis: `KEY=V1,V2,...` with the values trimmed.
-    public var planText: String { key + "=" + values.joined(separator: ",") }
 }
 
 extension Comparison {
