@@ -50,9 +50,7 @@ public final class ScoreCacheStore: TeacherScoreStore {
     @discardableResult
     public func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int],
                       scores: [PositionScore]) throws -> [PositionScore]? {
-        let k = key(fingerprint, topK, context, response)
-        _ = try cache.store(k, ScoreRecord(positions: scores), teacher: teacher)
-        return cache.lookup(k, teacher: teacher, counted: false)?.positions
+        try cache.storeReadingBack(key(fingerprint, topK, context, response), ScoreRecord(positions: scores), teacher: teacher).record?.positions
     }
 
     public func hitsAndMisses() -> [String: (hits: Int, misses: Int)] {

@@ -37,6 +37,13 @@ final class StoreTests: XCTestCase {
         XCTAssertGreaterThan(stats.ratioToFloat32, 1)
         XCTAssertTrue(problems.all.isEmpty, "\(problems.all)")
         XCTAssertTrue(try other.verify().isClean)
+        // storeReadingBack gives what a lookup gives: the new frame decoded, or the stored record.
+        let fresh = try cache.storeReadingBack(item(12).key, item(12).record, teacher: "stress-1")
+        XCTAssertTrue(fresh.stored)
+        XCTAssertEqual(fresh.record, try CacheStress.expected(item(12).key, item(12).record))
+        let again = try cache.storeReadingBack(item(12).key, item(12).record, teacher: "stress-1")
+        XCTAssertFalse(again.stored)
+        XCTAssertEqual(again.record, fresh.record, "read back from the cache")
     }
 
     func testSegmentsRollOverAndIndexRebuilds() throws {
