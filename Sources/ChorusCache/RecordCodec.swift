@@ -323,9 +323,11 @@ enum RecordCodec {
         return true
     }
 
-    static func checkLogprob(_ lp: Float, what: String) throws {
+    /// `what` is built only for the error: every position of every record passes through here.
+    @inline(__always)
+    static func checkLogprob(_ lp: Float, what: @autoclosure () -> String) throws {
         guard !lp.isNaN, lp <= ScorePrecision.positiveTolerance else {
-            throw CacheError.invalidRecord(detail: "\(what) \(lp) is not a log-probability (must be <= 0)")
+            throw CacheError.invalidRecord(detail: "\(what()) \(lp) is not a log-probability (must be <= 0)")
         }
     }
 
@@ -359,7 +361,7 @@ enum RecordCodec {
         }
         guard k <= maxTopK else { throw CacheError.invalidRecord(detail: "position \(i): top-k \(k) > \(maxTopK)") }
         try checkLogprob(p.logprob, what: "position \(i) log-prob")
-        for (j, lp) in p.topLogprobs.enumerated() { try checkLogprob(lp, what: "position \(i) top[\(j)] log-prob") }
+        for j in p.topLogprobs.indices { try checkLogprob(p.topLogprobs[j], what: "position \(i) top[\(j)] log-prob") }
         for id in p.topIds where id < 0 {
             throw CacheError.invalidRecord(detail: "position \(i): negative top id \(id)")
         }

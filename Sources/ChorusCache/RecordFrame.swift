@@ -45,6 +45,13 @@ enum RecordFrame {
     /// Encodes and compresses a full frame.
     static func encode(key: CacheKey, record: ScoreRecord, teacher: String, storedAt: UInt64,
                        level: Int32 = defaultLevel) throws -> [UInt8] {
+        try encodeReadingBack(key: key, record: record, teacher: teacher, storedAt: storedAt, level: level).frame
+    }
+
+    /// Encodes and compresses a full frame, and returns with it the record as a reader decodes
+    /// it (what every later lookup returns: the storage precision), from the readability check.
+    static func encodeReadingBack(key: CacheKey, record: ScoreRecord, teacher: String, storedAt: UInt64,
+                                  level: Int32 = defaultLevel) throws -> (frame: [UInt8], readBack: ScoreRecord) {
         let name = Array(teacher.utf8)
         guard name.count <= 255 else {
             throw CacheError.invalidRecord(detail: "teacher name of \(name.count) bytes exceeds 255")
@@ -70,15 +77,17 @@ enum RecordFrame {
         frame.u32(CRC32C.checksum(body.bytes))
         frame.u32(CRC32C.checksum(frame.bytes))
         frame.raw(body.bytes)
-        try checkReadable(frame.bytes, key: key, record: record, teacher: teacher)
-        return frame.bytes
+        let readBack = try checkReadable(frame.bytes, key: key, record: record, teacher: teacher)
+        return (frame.bytes, readBack)
     }
 
     /// A frame is only written (and a store acknowledged) after the reader accepts it: it is
     /// decoded with exactly the code `verify` and lookups use, and must give back the key and
     /// the positions it was made from. Whatever rule the reader has, the writer therefore has
     /// too, so a record that was acknowledged is never called corrupt later.
-    static func checkReadable(_ frame: [UInt8], key: CacheKey, record: ScoreRecord, teacher: String) throws {
+    /// Returns the decoded record.
+    @discardableResult
+    static func checkReadable(_ frame: [UInt8], key: CacheKey, record: ScoreRecord, teacher: String) throws -> ScoreRecord {
         let decoded: (summary: FrameSummary, key: CacheKey, record: ScoreRecord)
         do {
             decoded = try decode(frame, from: 0, segment: "(new record)")
@@ -95,6 +104,7 @@ enum RecordFrame {
         for (i, (a, b)) in zip(decoded.record.positions, record.positions).enumerated() where a.topIds.sorted() != b.topIds.sorted() {
             throw CacheError.invalidRecord(detail: "position \(i): the top-k ids would not read back as written")
         }
+        return decoded.record
     }
 
     /// Parses and checks a header from the 16 bytes at `offset`; nil when they are not a valid

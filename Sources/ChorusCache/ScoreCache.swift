@@ -121,10 +121,13 @@ public final class ScoreCache: @unchecked Sendable {
     /// The record stored under `key`, or nil. A corrupt record is reported through `onProblem`,
     /// dropped from the index and answered as a miss, so the caller re-scores it; a corrupt value
     /// is never returned. `teacher` labels the hit/miss counters (default: the name the
-    /// fingerprint was stored under, else the fingerprint's first 16 hex digits).
-    public func lookup(_ key: CacheKey, teacher: String? = nil) -> ScoreRecord? {
+    /// fingerprint was stored under, else the fingerprint's first 16 hex digits). `counted: false`
+    /// leaves the counters alone (reading back a record just stored is neither a hit nor a miss).
+    public func lookup(_ key: CacheKey, teacher: String? = nil, counted: Bool = true) -> ScoreRecord? {
         mutex.lock()
         defer { mutex.unlock() }
+        let before = counted ? nil : counters
+        defer { if let before { counters = before } }
         var label = teacher ?? teacherNames[key.fingerprint.bytes] ?? String(key.fingerprint.hex.prefix(16))
         var location = index[key.digest]
         if location == nil {
@@ -193,11 +196,27 @@ public final class ScoreCache: @unchecked Sendable {
     /// positive log-probs, mismatched top-k arrays, positions past the context).
     @discardableResult
     public func store(_ key: CacheKey, _ record: ScoreRecord, teacher: String) throws -> Bool {
+        try storeReadingBack(key, record, teacher: teacher).stored
+    }
+
+    /// `store`, returning also the record as every later `lookup` of `key` will: the frame just
+    /// written as the reader decodes it (its storage precision), or, when the key was already
+    /// stored, that record read back without counting a hit (nil if it no longer reads).
+    public func storeReadingBack(_ key: CacheKey, _ record: ScoreRecord, teacher: String) throws
+        -> (stored: Bool, record: ScoreRecord?) {
         guard !readOnly else { throw CacheError.io(path: path, operation: "store (opened read-only)", errno: EROFS) }
         let storedAt = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         // Compress before taking the lock: other writers wait only for the append itself.
-        let frame = try RecordFrame.encode(key: key, record: record, teacher: teacher, storedAt: storedAt,
-                                           level: compressionLevel)
+        let (frame, readBack) = try RecordFrame.encodeReadingBack(key: key, record: record, teacher: teacher, storedAt: storedAt,
+                                                                  level: compressionLevel)
+        if try !append(frame, key: key, record: record, teacher: teacher, storedAt: storedAt) {
+            return (false, lookup(key, teacher: teacher, counted: false))
+        }
+        return (true, readBack)
+    }
+
+    /// Appends an encoded frame under the writer lock; false when the key is already stored.
+    private func append(_ frame: [UInt8], key: CacheKey, record: ScoreRecord, teacher: String, storedAt: UInt64) throws -> Bool {
         mutex.lock()
         defer { mutex.unlock() }
         try lockFD.lock(exclusive: true)

@@ -15,6 +15,21 @@ public struct ReportGroup: Sendable {
     }
 }
 
+/// One summary table above a report's plots: an optional title (a sweep's axis) and its rows,
+/// `rows[0]` the header.
+public struct SummaryTable: Sendable {
+    /// Shown above the table (escaped); nil: no title line.
+    public var title: String?
+    /// The cells as text, `rows[0]` the header; every row as wide as the header.
+    public var rows: [[String]]
+
+    /// A table of `rows` (header first) under `title`.
+    public init(title: String?, rows: [[String]]) {
+        self.title = title
+        self.rows = rows
+    }
+}
+
 /// The self-contained HTML report of `chorus compare` and `chorus report` (docs/report.md).
 ///
 /// One HTML file with inline CSS, inline SVG plots and a few lines of JavaScript (the legend
@@ -57,12 +72,23 @@ public enum ComparisonReport {
     ///   metrics.jsonl (other unreadable runs and malformed lines are listed under "Notes"),
     ///   or the write's `InputFileError`.
     public static func write(groups: [ReportGroup], title: String, summary: [[String]]?, to url: URL) throws {
-        let html = try render(groups: groups, title: title, summary: summary)
+        try write(groups: groups, title: title, summaries: summary.map { [SummaryTable(title: nil, rows: $0)] } ?? [], to: url)
+    }
+
+    /// Writes `url` as above with several summary tables under "Summary", each after its title
+    /// (a sweep: one per axis).
+    public static func write(groups: [ReportGroup], title: String, summaries: [SummaryTable], to url: URL) throws {
+        let html = try render(groups: groups, title: title, summaries: summaries)
         try AtomicFile.write(Data(html.utf8), to: url)
     }
 
     /// The page's HTML (what `write` writes).
     public static func render(groups: [ReportGroup], title: String, summary: [[String]]?) throws -> String {
+        try render(groups: groups, title: title, summaries: summary.map { [SummaryTable(title: nil, rows: $0)] } ?? [])
+    }
+
+    /// The page's HTML with several titled summary tables.
+    public static func render(groups: [ReportGroup], title: String, summaries: [SummaryTable]) throws -> String {
         var notes: [String] = [], problems: [String] = []
         var runs: [[RunMetrics]] = []
         for g in groups {
@@ -93,9 +119,12 @@ public enum ComparisonReport {
             + "\(trainSmoothing) for training metrics, bias-corrected); the shaded band spans the minimum to the maximum over the "
             + "group's runs (seeds); the faint line is the unsmoothed mean. Gaps are missing or non-finite values. "
             + "Click a legend entry to hide or show its group.</p>\n"
-        if let summary, let header = summary.first {
-            html += "<h2>Summary</h2>\n<table class=\"summary\"><thead><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead><tbody>"
-            for row in summary.dropFirst() { html += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>" }
+        let tables = summaries.filter { !$0.rows.isEmpty }
+        if !tables.isEmpty { html += "<h2>Summary</h2>\n" }
+        for table in tables {
+            if let t = table.title { html += "<h3 class=\"summary-title\">\(escape(t))</h3>\n" }
+            html += "<table class=\"summary\"><thead><tr>" + table.rows[0].map { "<th>\(escape($0))</th>" }.joined() + "</tr></thead><tbody>"
+            for row in table.rows.dropFirst() { html += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>" }
             html += "</tbody></table>\n"
         }
         html += legend(groups: groups, runs: runs)

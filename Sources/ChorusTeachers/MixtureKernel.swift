@@ -13,7 +13,11 @@ public enum MixtureKernel {
         let active = m.active
         precondition(!active.isEmpty, "a mixture needs a positive weight")
         if active.count == 1 {
+            // One teacher (a hard switch, a one-hot curriculum stage): its log-softmax row as it
+            // is. Normalising it again would move values by an ulp, so the reference would no
+            // longer equal that teacher's own scores bit for bit.
             out.update(from: rows[active[0]]!, count: V)
+            return rowStats(out, count: V).entropy
         } else if m.space == .logarithm {
             out.update(repeating: 0, count: V)
             for k in active {

@@ -51,6 +51,6 @@ public enum TeacherBenchmark {
 /// A score store that never hits and keeps nothing (the cost of a cache miss, without disk).
 final class MissingStore: TeacherScoreStore {
     func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? { nil }
-    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {}
+    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws -> [PositionScore]? { nil }
     func hitsAndMisses() -> [String: (hits: Int, misses: Int)] { [:] }
 }

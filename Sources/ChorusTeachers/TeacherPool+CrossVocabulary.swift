@@ -68,15 +68,11 @@ extension TeacherPool {
         var cursor = [Int](repeating: 0, count: K)
         for (r, resp) in g.responses.enumerated() {
             let T = resp.count
-            // Each scored teacher's scores at its own positions (recorded in the cache on a miss).
+            // Each scored teacher's scores at its own positions.
             var scores = [[PositionScore]](repeating: [], count: K)
             for k in scored {
                 let own = translated[k]?.group.responses[r] ?? resp
                 scores[k] = try sources[k]!.rows.rows(response: r, positions: 0..<own.count, into: nil)
-                if let store, let key = sources[k]!.record {
-                    try store.store(teacher: teachers[k].name, fingerprint: key.fingerprint, topK: cacheTopK,
-                                    context: key.context, response: own, scores: scores[k])
-                }
             }
             // Chunk ends: student token boundaries that end a chunk of every scored cross teacher.
             var endCount = [Int](repeating: 0, count: T + 1)

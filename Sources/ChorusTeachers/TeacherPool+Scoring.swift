@@ -78,11 +78,9 @@ extension TeacherPool {
         return try results.map { try $0!.get() }
     }
 
-    /// One scored teacher's rows for a group and, when they were not cached, where to record
-    /// its scores (fingerprint and context of the cache key).
+    /// One scored teacher's rows for a group (fresh, or as the score store holds them).
     struct GroupRows {
         let rows: any TeacherRows
-        let record: (fingerprint: TeacherFingerprint, context: [Int])?
     }
 
     /// Aggregates one group from its teachers' rows (`sources[k]` nil for a teacher not scored).
@@ -106,7 +104,6 @@ extension TeacherPool {
                 out.topTokens = [Int](repeating: 0, count: T)
                 out.topLogprobs = [Float](repeating: 0, count: T)
             }
-            var recorded = [[PositionScore]](repeating: [], count: K)
             var t0 = 0
             while t0 < T {
                 let m = min(chunk, T - t0)
@@ -120,7 +117,6 @@ extension TeacherPool {
                         statistics[i][k] = TeacherTokenStatistics(logprob: scores[i].logprob, entropy: scores[i].entropy,
                                                                   topLogprob: maxValue(base + i * V, count: V))
                     }
-                    if sources[k]!.record != nil { recorded[k] += scores }
                 }
                 let mixes = try (0..<m).map { i in
                     try positionMixture(aggregator, group: mix, statistics: statistics[i])
@@ -157,11 +153,6 @@ extension TeacherPool {
                 if let d = out.distribution { (d.data + t0 * V).update(from: refRows.data, count: m * V) }
                 t0 += m
             }
-            for k in scored {
-                guard let store, let key = sources[k]!.record else { continue }
-                try store.store(teacher: teachers[k].name, fingerprint: key.fingerprint, topK: cacheTopK,
-                                context: key.context, response: resp, scores: recorded[k])
-            }
             results.append(out)
         }
         return results
@@ -181,10 +172,11 @@ extension TeacherPool {
 
     /// A teacher's rows for each of `groups`: its cached records when every response of the
     /// group is in the store, otherwise the teacher's own rows (all such groups in one call),
-    /// whose scores (with the cache's top-k) are then recorded.
+    /// whose scores (with the cache's top-k) are recorded and then used as the store gives them
+    /// back (`storedRows`).
     func rows(teacher k: Int, groups: [ScoringGroup]) throws -> [GroupRows] {
         let t = teachers[k]
-        guard let store, t.isCacheable else { return try t.rows(for: groups, topK: 0).map { GroupRows(rows: $0, record: nil) } }
+        guard let store, t.isCacheable else { return try t.rows(for: groups, topK: 0).map { GroupRows(rows: $0) } }
         let fp = try t.fingerprint(memo: store.fingerprintMemo)
         var out = [GroupRows?](repeating: nil, count: groups.count)
         var missing: [(index: Int, context: [Int])] = []
@@ -197,16 +189,37 @@ extension TeacherPool {
                 recs.append(r)
             }
             if recs.count == g.responses.count {
-                out[i] = GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: t.vocabularySize), record: nil)
+                out[i] = GroupRows(rows: TopKRows(scores: recs, targets: g.responses, vocabularySize: t.vocabularySize))
             } else {
                 missing.append((i, ctx))
             }
         }
         if !missing.isEmpty {
             let fresh = try t.rows(for: missing.map { groups[$0.index] }, topK: cacheTopK)
-            for (j, m) in missing.enumerated() { out[m.index] = GroupRows(rows: fresh[j], record: (fp, m.context)) }
+            for (j, m) in missing.enumerated() {
+                out[m.index] = try storedRows(store, teacher: t, fingerprint: fp, context: m.context, group: groups[m.index], fresh: fresh[j])
+            }
         }
         return out.map { $0! }
+    }
+
+    /// Records a group's freshly computed scores in the store and returns the rows the store
+    /// gives back: the record's top-k entries at its storage precision (`TopKRows`), exactly what
+    /// a later lookup returns. So a step trains on the same reference whether its scores were
+    /// computed now or read from the cache later — a resumed run that redoes a step, a re-run,
+    /// the later strategies of `chorus compare` — and a resume stays exact with a cache. Falls
+    /// back to the fresh rows when the store keeps nothing (a store whose `store` returns nil).
+    func storedRows(_ store: TeacherScoreStore, teacher t: Teacher, fingerprint fp: TeacherFingerprint, context: [Int],
+                    group g: ScoringGroup, fresh: any TeacherRows) throws -> GroupRows {
+        var stored: [[PositionScore]] = []
+        var complete = true
+        for (r, resp) in g.responses.enumerated() {
+            let scores = try fresh.rows(response: r, positions: 0..<resp.count, into: nil)
+            let back = try store.store(teacher: t.name, fingerprint: fp, topK: cacheTopK, context: context, response: resp, scores: scores)
+            if let back, back.count == resp.count { stored.append(back) } else { complete = false }
+        }
+        guard complete else { return GroupRows(rows: fresh) }
+        return GroupRows(rows: TopKRows(scores: stored, targets: g.responses, vocabularySize: t.vocabularySize))
     }
 }
 

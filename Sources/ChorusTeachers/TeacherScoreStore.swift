@@ -7,7 +7,11 @@ import Foundation
 /// `ChorusCache.ScoreCache` is adapted to it; tests may use an in-memory one.
 public protocol TeacherScoreStore: AnyObject {
     func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]?
-    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws
+    /// Records `scores` (one per response token) and returns them as a later `lookup` of the same
+    /// key will (the record's precision; the record already stored under the key if there was
+    /// one), without counting a hit or miss; nil when the store keeps nothing to read back.
+    @discardableResult
+    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws -> [PositionScore]?
     /// Hits and misses per teacher name (for metrics).
     func hitsAndMisses() -> [String: (hits: Int, misses: Int)]
     /// Where teacher fingerprints are remembered across runs (nil: none, weights are hashed
@@ -43,9 +47,10 @@ public final class ScoreCacheStore: TeacherScoreStore {
         cache.lookup(key(fingerprint, topK, context, response), teacher: teacher)?.positions
     }
 
-    public func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws {
-        let rec = ScoreRecord(positions: scores)
-        _ = try cache.store(key(fingerprint, topK, context, response), rec, teacher: teacher)
+    @discardableResult
+    public func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int],
+                      scores: [PositionScore]) throws -> [PositionScore]? {
+        try cache.storeReadingBack(key(fingerprint, topK, context, response), ScoreRecord(positions: scores), teacher: teacher).record?.positions
     }
 
     public func hitsAndMisses() -> [String: (hits: Int, misses: Int)] {

@@ -20,6 +20,12 @@ public enum ComparisonError: Error, CustomStringConvertible, Equatable {
     case badPlan(String, String)
     case planMismatch(String, String)
     case baseline(String, String)
+    /// A `--sweep` argument (or one of its values) that cannot be run, and why.
+    case sweep(String, String)
+    /// `--sweep` together with `--aggregators` or `--baselines`.
+    case sweepWithStrategies
+    /// More runs than `Comparison.maxSweepRuns`.
+    case tooManySweepRuns(Int)
 
     public var description: String {
         switch self {
@@ -28,7 +34,7 @@ public enum ComparisonError: Error, CustomStringConvertible, Equatable {
         case let .unknownBaseline(n):
             return "--baselines: unknown baseline '\(n)' (valid: \(ComparisonBaseline.allCases.map(\.rawValue).joined(separator: ", ")))"
         case let .duplicateLabel(n): return "'\(n)' is listed twice"
-        case .noAggregators: return "--aggregators: give at least one aggregator (valid: \(AggregatorFactory.names.joined(separator: ", ")))"
+        case .noAggregators: return "--aggregators: give at least one aggregator (valid: \(AggregatorFactory.names.joined(separator: ", "))), or sweep run-file keys with --sweep KEY=V1,V2,..."
         case let .badSeeds(n): return "--seeds must be in 1...\(Comparison.maxSeeds), got \(n)"
         case let .badSteps(n): return "--steps must be in 1...\(Comparison.maxSteps), got \(n)"
         case let .outputNotDirectory(p): return "\(p): --output exists and is not a directory"
@@ -38,6 +44,11 @@ public enum ComparisonError: Error, CustomStringConvertible, Equatable {
         case let .planMismatch(p, why):
             return "\(p): this output holds a different comparison (\(why)); re-run with the original arguments to continue it, or choose another --output"
         case let .baseline(label, why): return "baseline \(label): \(why)"
+        case let .sweep(arg, why): return "--sweep \(arg): \(why)"
+        case .sweepWithStrategies:
+            return "--sweep cannot be combined with --aggregators or --baselines: a sweep varies run-file keys around the run file's own recipe (sweep teachers.aggregator to vary the strategy)"
+        case let .tooManySweepRuns(n):
+            return "--sweep: \(n) runs (seeds × (1 + every listed value)) exceed the limit of \(Comparison.maxSweepRuns); sweep fewer values or seeds"
         }
     }
 }
@@ -52,7 +63,7 @@ public enum ComparisonBaseline: String, CaseIterable, Sendable {
 }
 
 /// What a compare output was started with (OUTPUT/compare-plan.json): a re-run continues it only
-/// with the same run file text (after `--set`) and the same lists, seeds and steps.
+/// with the same run file text (after `--set`) and the same lists, sweeps, seeds and steps.
 public struct ComparisonPlan: Codable, Equatable, Sendable {
     /// The plan file's name inside OUTPUT.
     public static let fileName = "compare-plan.json"
@@ -67,16 +78,24 @@ public struct ComparisonPlan: Codable, Equatable, Sendable {
     public var baselines: [String]
     public var seeds: Int
     public var steps: Int?
+    /// Each `--sweep` as `KEY=V1,V2,...` (values trimmed); nil (absent from the file) for a
+    /// comparison of strategies, so their plans read as before.
+    public var sweeps: [String]? = nil
 
     enum CodingKeys: String, CodingKey {
-        case version, runFile = "run_file", runFileText = "run_file_text", aggregators, baselines, seeds, steps
+        case version, runFile = "run_file", runFileText = "run_file_text", aggregators, baselines, seeds, steps, sweeps
     }
 
     /// The first field in which `other` (the re-run) differs, described; nil when equal.
     func difference(_ other: ComparisonPlan) -> String? {
         if runFileText != other.runFileText { return "it was made from a different run file or --set overrides: \(runFile)" }
-        if aggregators != other.aggregators { return "--aggregators was \(aggregators.joined(separator: ",")), now \(other.aggregators.joined(separator: ","))" }
+        func list(_ l: [String]) -> String { l.isEmpty ? "(none)" : l.joined(separator: ",") }
+        if aggregators != other.aggregators { return "--aggregators was \(list(aggregators)), now \(list(other.aggregators))" }
         if baselines != other.baselines { return "--baselines was '\(baselines.joined(separator: ","))', now '\(other.baselines.joined(separator: ","))'" }
+        if sweeps != other.sweeps {
+            func said(_ s: [String]?) -> String { s.map { $0.map { "--sweep " + $0 }.joined(separator: " ") } ?? "(no --sweep)" }
+            return "the sweeps were \(said(sweeps)), now \(said(other.sweeps))"
+        }
         if seeds != other.seeds { return "--seeds was \(seeds), now \(other.seeds)" }
         if steps != other.steps { return "--steps was \(steps.map(String.init) ?? "(the run file's)"), now \(other.steps.map(String.init) ?? "(the run file's)")" }
         return nil
@@ -93,6 +112,10 @@ public struct ComparisonPlan: Codable, Equatable, Sendable {
 /// `chorus train OUTPUT/L/seed-S/run.toml --resume OUTPUT/L/seed-S` continues any of them.
 /// Runs of one seed draw the same prompts and sampling seeds, so their first step's rollouts
 /// are identical and the second strategy's first step is served by the cache.
+///
+/// With `--sweep KEY=V1,V2,...` it varies run-file keys instead: the run file's own recipe runs
+/// once per seed (`default`, shared by every axis) and every value that changes it once per
+/// seed (`KEY=VALUE`), each run file the default's with that one key set.
 public final class Comparison {
     /// Most seeds per strategy.
     public static let maxSeeds = 100
@@ -105,14 +128,14 @@ public final class Comparison {
 
     /// One run of the comparison.
     public struct Run: Sendable {
-        /// The strategy (aggregator name) or baseline name.
+        /// The strategy (aggregator name) or baseline name; in a sweep `default` or `KEY=VALUE`.
         public var label: String
         /// The baseline, nil for a strategy.
         public var baseline: ComparisonBaseline?
         /// The i-th seed (0-based) and the run's `train.seed`.
         public var seedIndex: Int
         public var seed: UInt64
-        /// OUTPUT/LABEL/seed-S.
+        /// OUTPUT/LABEL/seed-S (a sweep label made filesystem-safe: `Comparison.directoryName`).
         public var directory: URL
         /// A strategy's run file text (baselines: made when the run starts, from the samples).
         public var text: String?
@@ -124,15 +147,19 @@ public final class Comparison {
     public let output: URL
     /// The run file after `--set`, as parsed.
     public let base: OnPolicyConfig
-    /// The strategy the others are compared with: the run file's aggregator if listed, else the first.
+    /// The label the others are compared with: the run file's aggregator if listed, else the
+    /// first; in a sweep `defaultSweepLabel` (the run file's own recipe).
     public let defaultLabel: String
-    /// Strategies first, then baselines; each with its seeds.
+    /// Strategies first, then baselines; in a sweep the default, then every axis's values that
+    /// change the recipe (`KEY=VALUE`), in the order given. Each with its seeds.
     public let labels: [String]
     /// Every run, in execution order: seed-major (all labels of seed 0, then seed 1, …), so a
     /// baseline follows the default strategy's run of its seed.
     public let runs: [Run]
     /// Per-label changes to the run file beyond the aggregator, said once at the start.
     public let changes: [String: [String]]
+    /// The sweeps (`--sweep`), one axis each; empty for a comparison of strategies.
+    public let axes: [SweepAxis]
     /// Where progress lines go (stderr in the CLI).
     public var log: (String) -> Void = { _ in }
     /// Show each run's own progress line.
@@ -144,26 +171,31 @@ public final class Comparison {
     /// The student's vocabulary size.
     let vocabularySize: Int
 
-    /// Validates everything before any work: names, counts, the run file and every strategy's
+    /// Validates everything before any work: names, counts, the run file and every run's
     /// child run file, and OUTPUT (new, empty, or a compare output of this same plan).
-    public init(runFile: URL, overrides: [String] = [], aggregators: [String], baselines: [String] = [],
-                seeds: Int = 1, steps: Int? = nil, output: URL) throws {
-        if aggregators.isEmpty { throw ComparisonError.noAggregators }
+    ///
+    /// Either `aggregators` (and `baselines`): every strategy from the same seeds; or `sweeps`
+    /// (`KEY=V1,V2,...` each): the run file's own recipe once per seed, labelled
+    /// `Comparison.defaultSweepLabel`, and one run per seed for every value that changes the
+    /// recipe, labelled `KEY=VALUE` (docs/compare.md, "Sweeps").
+    public init(runFile: URL, overrides: [String] = [], aggregators: [String] = [], baselines: [String] = [],
+                sweeps: [String] = [], seeds: Int = 1, steps: Int? = nil, output: URL) throws {
+        if !sweeps.isEmpty && !(aggregators.isEmpty && baselines.isEmpty) { throw ComparisonError.sweepWithStrategies }
+        if sweeps.isEmpty && aggregators.isEmpty { throw ComparisonError.noAggregators }
         for a in aggregators where !AggregatorFactory.names.contains(a) { throw ComparisonError.unknownAggregator(a) }
         for b in baselines where ComparisonBaseline(rawValue: b) == nil { throw ComparisonError.unknownBaseline(b) }
         var seen = Set<String>()
         for l in aggregators + baselines where !seen.insert(l).inserted { throw ComparisonError.duplicateLabel(l) }
         if seeds < 1 || seeds > Self.maxSeeds { throw ComparisonError.badSeeds(seeds) }
         if let s = steps, s < 1 || s > Self.maxSteps { throw ComparisonError.badSteps(s) }
+        let parsed = try Self.checkSweeps(sweeps, overrides: overrides, seeds: seeds, steps: steps)
         base = try OnPolicyConfig(contentsOf: runFile, overrides: overrides)
         if steps != nil && base.epochs != nil {
             throw ConfigFileError(runFile.path, "--steps cannot be combined with data.epochs (the run length is given in epochs); remove one of the two")
         }
         plan = ComparisonPlan(runFile: runFile.path, runFileText: base.text, aggregators: aggregators, baselines: baselines,
-                              seeds: seeds, steps: steps)
+                              seeds: seeds, steps: steps, sweeps: sweeps.isEmpty ? nil : parsed.map { $0.key + "=" + $0.values.joined(separator: ",") })
         self.output = output
-        defaultLabel = aggregators.contains(base.aggregator) ? base.aggregator : aggregators[0]
-        labels = aggregators + baselines
         cacheDirectory = base.cache ?? output.appendingPathComponent("cache", isDirectory: true)
         vocabularySize = try ModelConfig(contentsOf: base.student.appendingPathComponent("config.json")).vocabSize
         if !baselines.isEmpty {
@@ -176,25 +208,120 @@ public final class Comparison {
                 throw ComparisonError.baseline("sft-self", "\(set.path):\(p.line): no \"answer\" field (sft-self keeps the student's correct samples)")
             }
         }
+        // What each label trains from: a strategy, the default recipe, or a sweep's variant.
+        var recipes: [(label: String, config: OnPolicyConfig, aggregator: String)] = []
+        if sweeps.isEmpty {
+            defaultLabel = aggregators.contains(base.aggregator) ? base.aggregator : aggregators[0]
+            labels = aggregators + baselines
+            axes = []
+            let config = base
+            recipes = aggregators.map { ($0, config, $0) }
+        } else {
+            let (axes, variants) = try Self.sweepRecipes(parsed, base: base, runFile: runFile)
+            defaultLabel = Self.defaultSweepLabel
+            labels = [Self.defaultSweepLabel] + variants.map(\.label)
+            self.axes = axes
+            recipes = [(Self.defaultSweepLabel, base, base.aggregator)] + variants.map { ($0.label, $0.config, $0.config.aggregator) }
+        }
         try Self.checkOutput(output, plan: plan)
 
+        // Strategies keep their names as directories; a sweep label (`curriculum.stage[1].at=0.3`) is made filesystem-safe.
+        var directories: [String: String] = [:]
+        for (i, label) in labels.enumerated() {
+            directories[label] = sweeps.isEmpty ? label : Self.directoryName(label, index: i, taken: Set(directories.values))
+        }
         var runs: [Run] = [], changes: [String: [String]] = [:]
         for i in 0..<seeds {
             let seed = base.opt.seed + UInt64(i)
             for label in labels {
-                let dir = output.appendingPathComponent(label, isDirectory: true).appendingPathComponent("seed-\(seed)", isDirectory: true)
+                let dir = output.appendingPathComponent(directories[label]!, isDirectory: true).appendingPathComponent("seed-\(seed)", isDirectory: true)
                 if let b = ComparisonBaseline(rawValue: label) {
                     runs.append(Run(label: label, baseline: b, seedIndex: i, seed: seed, directory: dir, text: nil))
                     continue
                 }
-                let (text, said) = try Self.childText(base: base, runFile: runFile, aggregator: label, seed: seed, steps: steps,
-                                                      directory: dir, cache: cacheDirectory, vocabularySize: vocabularySize)
+                let recipe = recipes.first { $0.label == label }!
+                let text: String, said: [String]
+                do {
+                    let vocabulary = recipe.config.student == base.student
+                        ? vocabularySize : try ModelConfig(contentsOf: recipe.config.student.appendingPathComponent("config.json")).vocabSize
+                    (text, said) = try Self.childText(base: recipe.config, runFile: runFile, aggregator: recipe.aggregator, seed: seed, steps: steps,
+                                                      directory: dir, cache: cacheDirectory, vocabularySize: vocabulary)
+                } catch let e where !sweeps.isEmpty && label != Self.defaultSweepLabel {
+                    // A variant's own problem (its run file with --steps, its student): named by its value.
+                    throw ComparisonError.sweep(label, "\(e)")
+                }
                 changes[label] = said
                 runs.append(Run(label: label, baseline: nil, seedIndex: i, seed: seed, directory: dir, text: text))
             }
         }
         self.runs = runs
         self.changes = changes
+    }
+
+    /// The sweeps' syntax and counts, before the run file is read: each argument parsed
+    /// (`parseSweep`), no key swept twice or also given to `--set`, no key compare sets itself,
+    /// and at most `maxSweepRuns` runs.
+    static func checkSweeps(_ sweeps: [String], overrides: [String], seeds: Int, steps: Int?) throws -> [(key: String, values: [String])] {
+        let parsed = try sweeps.map(parseSweep)
+        func bare(_ k: String) -> String { k.filter { !$0.isWhitespace } }
+        let setKeys = Set(overrides.compactMap { o in o.firstIndex(of: "=").map { bare(String(o[..<$0])) } })
+        var keys = Set<String>()
+        for (arg, p) in zip(sweeps, parsed) {
+            if !keys.insert(bare(p.key)).inserted { throw ComparisonError.sweep(arg, "\(p.key) is swept twice; give all its values in one --sweep") }
+            if setKeys.contains(bare(p.key)) { throw ComparisonError.sweep(arg, "\(p.key) is also given to --set; the sweep's default is the run file's value, so give it there (or drop the --set)") }
+            if let why = reservedSweepKeys[bare(p.key)] { throw ComparisonError.sweep(arg, "\(p.key) cannot be swept: \(why)") }
+            if bare(p.key) == "train.steps", steps != nil { throw ComparisonError.sweep(arg, "train.steps cannot be swept together with --steps (which sets every run's train.steps)") }
+        }
+        // Counted with every listed value (one of them may turn out to be the default recipe).
+        let (runs, overflow) = seeds.multipliedReportingOverflow(by: 1 + parsed.reduce(0) { $0 + $1.values.count })
+        if !parsed.isEmpty && (overflow || runs > maxSweepRuns) { throw ComparisonError.tooManySweepRuns(overflow ? Int.max : runs) }
+        return parsed
+    }
+
+    /// Every sweep value's run file (the run file after `--set`, with `KEY = VALUE`), parsed and
+    /// validated as `chorus train` would; the axes with their rows, and the values that change
+    /// the recipe (label `KEY=VALUE`, their configuration) in order. A value that parses to the
+    /// default recipe's configuration becomes the axis's default row; two values of one key with
+    /// the same configuration, or an axis with no value besides the default, are refused.
+    static func sweepRecipes(_ parsed: [(key: String, values: [String])], base: OnPolicyConfig, runFile: URL) throws
+        -> (axes: [SweepAxis], variants: [(label: String, config: OnPolicyConfig)]) {
+        let recipe = configurationFingerprint(base, ignoring: ["text"])
+        var axes: [SweepAxis] = [], variants: [(label: String, config: OnPolicyConfig)] = []
+        for (key, values) in parsed {
+            var rows: [SweepAxis.Row] = [], byConfiguration: [String: String] = [:]
+            for v in values {
+                let arg = key + "=" + v
+                let variant: OnPolicyConfig
+                do {
+                    let text = try applyOverrides([arg], to: base.text, file: runFile.path, option: "--sweep")
+                    variant = try OnPolicyConfig(text: text, file: runFile.path, base: PathStandIns.directory(of: runFile))
+                    // Files the value names that the default recipe does not: read now, not when its turn comes.
+                    if variant.pool != base.pool { _ = try PoolManifest.load(contentsOf: variant.pool) }
+                    if variant.prompts != base.prompts || variant.benchmark != base.benchmark { _ = try variant.promptDataset() }
+                    if variant.eval?.data != base.eval?.data { _ = try variant.evalDatasets() }
+                } catch { throw ComparisonError.sweep(arg, "\(error)") }
+                let fingerprint = configurationFingerprint(variant, ignoring: ["text"])
+                if let other = byConfiguration[fingerprint] {
+                    throw ComparisonError.sweep(arg, fingerprint == recipe
+                        ? "gives the default recipe's configuration, as \(key)=\(other) does (the same setting written twice, or a key with no effect under the run file's other settings); list each setting once"
+                        : "gives the same run configuration as \(key)=\(other) (the same setting written twice); list each setting once")
+                }
+                byConfiguration[fingerprint] = v
+                if fingerprint == recipe {
+                    rows.append(SweepAxis.Row(value: v, label: defaultSweepLabel, isDefault: true))
+                } else {
+                    rows.append(SweepAxis.Row(value: v, label: arg, isDefault: false))
+                    variants.append((arg, variant))
+                }
+            }
+            let axis = key + "=" + values.joined(separator: ",")
+            if rows.allSatisfy(\.isDefault) {
+                throw ComparisonError.sweep(axis, "every value gives the default recipe's configuration (the run file's own value, or a key with no effect under its other settings): nothing to compare")
+            }
+            if !rows.contains(where: \.isDefault) { rows.insert(SweepAxis.Row(value: nil, label: defaultSweepLabel, isDefault: true), at: 0) }
+            axes.append(SweepAxis(key: key, values: values, runFileValue: runFileValue(of: key, text: base.text), rows: rows))
+        }
+        return (axes, variants)
     }
 
     /// Refuses an OUTPUT that is a file, or a non-empty directory that is not a compare output of
@@ -273,6 +400,11 @@ public final class Comparison {
             try AtomicFile.write(try enc.encode(plan), to: planURL)
         }
         for label in labels { for c in changes[label] ?? [] { log("\(label): \(c)") } }
+        for a in axes {
+            for r in a.rows where r.isDefault && r.value != nil {
+                log("sweep \(a.key): \(r.value!) gives the run file's own recipe, so its row is the \(Self.defaultSweepLabel) run")
+            }
+        }
         failures = [:]
         for (i, r) in runs.enumerated() {
             let head = "[\(i + 1)/\(runs.count)] \(r.label) seed \(r.seed)"
@@ -516,7 +648,7 @@ public final class Comparison {
             for b in e.benchmarks { sets.append((b, (try? Benchmark.named(b).role) == .retention)) }
         }
         return ComparisonSummary(labels: labels, defaultLabel: defaultLabel, seeds: runs.filter { $0.label == labels[0] }.map(\.seed),
-                                 runs: runs, outcomes: outcomes, evalSets: sets)
+                                 runs: runs, outcomes: outcomes, evalSets: sets, axes: axes)
     }
 }
 
@@ -620,7 +752,8 @@ public struct RunOutcome: Sendable {
 }
 
 /// The comparison's table: per label, each value's mean ± std over seeds and the paired
-/// comparison with the default strategy; the flags; the runs' notes.
+/// comparison with the default strategy (a sweep: the default recipe); the flags; the runs'
+/// notes. A sweep's table has one block per axis (`blocks`).
 public struct ComparisonSummary {
     /// One column of the table.
     public struct Column: Sendable {
@@ -658,9 +791,21 @@ public struct ComparisonSummary {
     public let flags: [String: [(flag: String, seeds: Int)]]
     /// Every note of every run.
     public let notes: [String]
+    /// The sweep's axes (empty for a comparison of strategies).
+    public let axes: [SweepAxis]
+
+    /// One block of the table: a title line (nil for a comparison of strategies, whose table is
+    /// one block) and its rows, the header first.
+    public struct Block: Sendable {
+        /// `sweep KEY: the default recipe has …`; nil for a comparison of strategies.
+        public var title: String?
+        /// The header row (`strategy` or the key, the columns, `flags`), then one row per line of the block.
+        public var rows: [[String]]
+    }
 
     init(labels: [String], defaultLabel: String, seeds: [UInt64], runs: [Comparison.Run], outcomes: [RunOutcome],
-         evalSets: [(name: String, retention: Bool)]) {
+         evalSets: [(name: String, retention: Bool)], axes: [SweepAxis] = []) {
+        self.axes = axes
         self.labels = labels
         self.defaultLabel = defaultLabel
         self.seeds = seeds
@@ -719,22 +864,47 @@ public struct ComparisonSummary {
         return f.isEmpty ? "—" : f.joined(separator: " ")
     }
 
-    /// The table as rows of cells, the header first (for the HTML report's summary).
+    /// The table as rows of cells, the header first: every label, one row each (a comparison of
+    /// strategies: its whole table, the HTML report's summary; a sweep: see `blocks`).
     public var rows: [[String]] {
-        [["strategy"] + columns.map(\.title) + ["flags"]]
-            + labels.map { l in [l == defaultLabel ? l + " (default)" : l] + columns.map { text(l, $0) } + [flagText(l)] }
+        [[axes.isEmpty ? "strategy" : "run"] + columns.map(\.title) + ["flags"]]
+            + labels.map { l in [l == defaultLabel && axes.isEmpty ? l + " (default)" : l] + columns.map { text(l, $0) } + [flagText(l)] }
     }
 
-    /// The table as aligned text, with a legend line and the notes.
-    public var table: String {
-        let rows = self.rows
+    /// The table's blocks: a comparison of strategies is one untitled block (`rows`); a sweep has
+    /// one per axis, headed by the key, a row per value (the default recipe's marked, and first
+    /// when no value is the default), the default's cells being the shared default runs'.
+    public var blocks: [Block] {
+        if axes.isEmpty { return [Block(title: nil, rows: rows)] }
+        return axes.map { a in
+            let title = "sweep \(a.key): the default recipe has " + (a.runFileValue.map { "the run file's value \($0)" } ?? "the built-in value (the run file does not set it)")
+            return Block(title: title, rows: [[a.key] + columns.map(\.title) + ["flags"]]
+                         + a.rows.map { r in [a.rowName(r)] + columns.map { text(r.label, $0) } + [flagText(r.label)] })
+        }
+    }
+
+    /// Rows as aligned text lines, a dashed line under the header.
+    static func aligned(_ rows: [[String]]) -> [String] {
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max()! }
         var out = rows.map { r in r.indices.map { i in r[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
             .trimmingCharacters(in: .whitespaces) }
         out.insert(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  "), at: 1)
+        return out
+    }
+
+    /// The table as aligned text (a sweep: each block after its title line, blank lines
+    /// between), with a legend line and the notes.
+    public var table: String {
+        var out: [String] = []
+        for (i, b) in blocks.enumerated() {
+            if i > 0 { out.append("") }
+            if let t = b.title { out.append(t) }
+            out += Self.aligned(b.rows)
+        }
         out.append("")
+        let against = axes.isEmpty ? defaultLabel : "the default recipe (the row marked default, the same runs in every block)"
         out.append(seeds.count > 1
-                   ? "\(seeds.count) seeds (\(seeds.map(String.init).joined(separator: ", "))): mean ± sample std; * = differs from \(defaultLabel) by a paired t test (two-sided 95%)."
+                   ? "\(seeds.count) seeds (\(seeds.map(String.init).joined(separator: ", "))): mean ± sample std; * = differs from \(against) by a paired t test (two-sided 95%)."
                    : "1 seed (\(seeds.first.map(String.init) ?? "?")): no spread and no significance marks (use --seeds 3).")
         out.append("Flags: failed = the run stopped with an error (see the notes; its numbers are left out); k1<0 = a tenth of the run with negative mean k1 KL; gn-spike = grad norm > 10x the running median; collapse(SET) = mean@k fell below half its peak (or, retention sets, 10 points below step 0).")
         for n in notes { out.append("note: " + n) }
@@ -742,7 +912,8 @@ public struct ComparisonSummary {
     }
 
     /// compare.json: labels, seeds, columns and every run's values and flags, each label's
-    /// mean, std and paired comparison per column, and the notes.
+    /// mean, std and paired comparison per column, and the notes; a sweep adds `sweeps`, its
+    /// axes and their rows.
     public var json: String {
         func num(_ x: Double) -> String { JSONText.number(x) }
         let labelObjects = labels.map { l -> String in
@@ -764,11 +935,23 @@ public struct ComparisonSummary {
                                     ("runs", JSONText.array(runObjs)), ("summary", JSONText.object(cellObjs)),
                                     ("flags", JSONText.array((flags[l] ?? []).map { JSONText.object([("flag", JSONText.string($0.flag)), ("seeds", "\($0.seeds)")]) }))])
         }
-        return JSONText.object([
+        var fields = [
             ("default", JSONText.string(defaultLabel)), ("seeds", JSONText.array(seeds.map { "\($0)" })),
             ("columns", JSONText.array(columns.map { JSONText.object([("key", JSONText.string($0.key)), ("title", JSONText.string($0.title))]) })),
             ("labels", JSONText.array(labelObjects)), ("notes", JSONText.array(notes.map(JSONText.string))),
-        ]) + "\n"
+        ]
+        if !axes.isEmpty {
+            // Each axis: its key, the run file's value (null: not set) and its rows in table
+            // order, each naming the label (in "labels") whose runs it shows.
+            fields.append(("sweeps", JSONText.array(axes.map { a in
+                JSONText.object([("key", JSONText.string(a.key)), ("run_file_value", a.runFileValue.map(JSONText.string) ?? "null"),
+                                 ("rows", JSONText.array(a.rows.map { r in
+                                     JSONText.object([("value", r.value.map(JSONText.string) ?? "null"), ("label", JSONText.string(r.label)),
+                                                      ("default", r.isDefault ? "true" : "false")])
+                                 }))])
+            })))
+        }
+        return JSONText.object(fields) + "\n"
     }
 
     /// Writes OUTPUT/table.txt and OUTPUT/compare.json (atomically).

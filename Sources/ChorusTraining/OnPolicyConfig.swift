@@ -271,12 +271,13 @@ public struct OnPolicyConfig {
 /// `1e-4`, `"cosine"`, `true`, `[1, 2]`), else a bare word or path (`cosine`, `/tmp/run`) taken
 /// as a string, so that `--set output.dir=/tmp/run` works without shell-quoted quotes. Anything
 /// else (an unbalanced quote or bracket, a newline) is refused naming the override — it must
-/// never surface as a syntax error at some line of the run file.
-func overrideLiteral(_ value: String, override o: String, file: String) throws -> String {
+/// never surface as a syntax error at some line of the run file. `option` names the
+/// command-line option in errors (`--set`, `--sweep`).
+func overrideLiteral(_ value: String, override o: String, file: String, option: String = "--set") throws -> String {
     if (try? ConfigTable(string: "v = \(value)", file: "")) != nil, !value.contains("\n") { return value }
     let structural: Set<Character> = ["\"", "'", "[", "]", "{", "}", "\n", "\r", "#", "\\"]
     guard !value.contains(where: { structural.contains($0) || $0.asciiValue.map { $0 < 0x20 } == true }) else {
-        throw ConfigFileError(file, "--set '\(o)': the value is not a TOML literal (a string is quoted: KEY='\"text\"')")
+        throw ConfigFileError(file, "\(option) '\(o)': the value is not a TOML literal (a string is quoted: KEY='\"text\"')")
     }
     return "\"" + value + "\""
 }
@@ -286,22 +287,23 @@ func overrideLiteral(_ value: String, override o: String, file: String) throws -
 /// (`3`, `1e-4`, `"cosine"`, `true`), or bare words and paths taken as strings (`overrideLiteral`).
 /// `section[N].key` addresses the N-th (0-based) entry of an array of tables, e.g.
 /// `curriculum.stage[1].at=0.3` for the second `[[curriculum.stage]]`; an index past the last
-/// entry is an error.
-public func applyOverrides(_ overrides: [String], to text: String, file: String) throws -> String {
+/// entry is an error. `option` names the command-line option in errors (`chorus compare
+/// --sweep` applies its values through here too).
+public func applyOverrides(_ overrides: [String], to text: String, file: String, option: String = "--set") throws -> String {
     var lines = text.components(separatedBy: "\n")
     for o in overrides {
         guard let eq = o.firstIndex(of: "="), let dot = o[..<eq].lastIndex(of: ".") else {
-            throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE (e.g. train.lr=1e-4)")
+            throw ConfigFileError(file, "\(option) '\(o)': expected SECTION.KEY=VALUE (e.g. train.lr=1e-4)")
         }
         let section = String(o[..<dot]).trimmingCharacters(in: .whitespaces)
         let key = String(o[o.index(after: dot)..<eq]).trimmingCharacters(in: .whitespaces)
         let given = String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
-        if section.isEmpty || key.isEmpty || given.isEmpty { throw ConfigFileError(file, "--set '\(o)': expected SECTION.KEY=VALUE") }
+        if section.isEmpty || key.isEmpty || given.isEmpty { throw ConfigFileError(file, "\(option) '\(o)': expected SECTION.KEY=VALUE") }
         guard key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }),
               section.allSatisfy({ $0.isLetter || $0.isNumber || "_-.[]".contains($0) }) else {
-            throw ConfigFileError(file, "--set '\(o)': SECTION.KEY may hold letters, digits, '_' and '-' only (and [N] after an array of tables)")
+            throw ConfigFileError(file, "\(option) '\(o)': SECTION.KEY may hold letters, digits, '_' and '-' only (and [N] after an array of tables)")
         }
-        let value = try overrideLiteral(given, override: o, file: file)
+        let value = try overrideLiteral(given, override: o, file: file, option: option)
         var header = "[\(section)]"
         var start: Int?
         if section.hasSuffix("]"), let open = section.lastIndex(of: "["), let n = Int(section[section.index(after: open)..<section.index(before: section.endIndex)]) {
@@ -313,7 +315,7 @@ public func applyOverrides(_ overrides: [String], to text: String, file: String)
                 return l.hasPrefix(header) && (l.dropFirst(header.count).trimmingCharacters(in: .whitespaces).first.map { $0 == "#" } ?? true)
             }
             guard n >= 0, n < entries.count else {
-                throw ConfigFileError(file, "--set '\(o)': the file has \(entries.count) [[\(base)]] table\(entries.count == 1 ? "" : "s"); index \(n) is out of range")
+                throw ConfigFileError(file, "\(option) '\(o)': the file has \(entries.count) [[\(base)]] table\(entries.count == 1 ? "" : "s"); index \(n) is out of range")
             }
             start = entries[n]
         } else {

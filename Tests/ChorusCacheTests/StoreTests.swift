@@ -20,6 +20,11 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(counters?.hits, 10)
         XCTAssertEqual(counters?.misses, 1)
         XCTAssertEqual(counters?.stores, 10)
+        // Reading back (counted: false) returns the record and leaves the counters alone.
+        XCTAssertEqual(cache.lookup(item(2).key, teacher: "stress-1", counted: false), try CacheStress.expected(item(2).key, item(2).record))
+        XCTAssertNil(cache.lookup(item(10).key, teacher: "stress-1", counted: false))
+        XCTAssertEqual(cache.counterSnapshot()["stress-1"]?.hits, 10)
+        XCTAssertEqual(cache.counterSnapshot()["stress-1"]?.misses, 1)
 
         // A second instance (as another process would) sees everything, and sees later stores.
         let (other, _) = try openCache(dir, readOnly: true)
@@ -32,6 +37,13 @@ final class StoreTests: XCTestCase {
         XCTAssertGreaterThan(stats.ratioToFloat32, 1)
         XCTAssertTrue(problems.all.isEmpty, "\(problems.all)")
         XCTAssertTrue(try other.verify().isClean)
+        // storeReadingBack gives what a lookup gives: the new frame decoded, or the stored record.
+        let fresh = try cache.storeReadingBack(item(12).key, item(12).record, teacher: "stress-1")
+        XCTAssertTrue(fresh.stored)
+        XCTAssertEqual(fresh.record, try CacheStress.expected(item(12).key, item(12).record))
+        let again = try cache.storeReadingBack(item(12).key, item(12).record, teacher: "stress-1")
+        XCTAssertFalse(again.stored)
+        XCTAssertEqual(again.record, fresh.record, "read back from the cache")
     }
 
     func testSegmentsRollOverAndIndexRebuilds() throws {

@@ -114,6 +114,29 @@ final class ComparisonReportTests: XCTestCase {
         XCTAssertTrue(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"))
     }
 
+    /// A sweep's summary: one titled table per axis, in order, titles and cells escaped; the
+    /// one-table form (a comparison of strategies) has no title line; empty tables are left out.
+    func testTitledSummaryTables() throws {
+        let dir = temporaryDirectory(self)
+        let run = try writeRun(dir.appendingPathComponent("r"), rows: syntheticRows(steps: 3))
+        let groups = [ReportGroup(label: "default", runDirectories: [run])]
+        let html = try ComparisonReport.render(groups: groups, title: "t", summaries: [
+            SummaryTable(title: "sweep rollout.group_size: the run file's value 4", rows: [["rollout.group_size", "flags"], ["4 (default)", "—"]]),
+            SummaryTable(title: "<script>alert(1)</script>", rows: [["k", "flags"], ["</td><script>", "—"]]),
+            SummaryTable(title: "empty", rows: []),
+        ])
+        XCTAssertEqual(html.components(separatedBy: "<script>").count - 1, 1, "only the page's own script")
+        XCTAssertEqual(html.components(separatedBy: "<h2>Summary</h2>").count - 1, 1)
+        let first = try XCTUnwrap(html.range(of: "<h3 class=\"summary-title\">sweep rollout.group_size: the run file&#39;s value 4</h3>\n<table class=\"summary\"><thead><tr><th>rollout.group_size</th><th>flags</th></tr></thead><tbody><tr><td>4 (default)</td><td>—</td></tr></tbody></table>"))
+        let second = try XCTUnwrap(html.range(of: "<h3 class=\"summary-title\">&lt;script&gt;alert(1)&lt;/script&gt;</h3>"))
+        XCTAssertLessThan(first.lowerBound, second.lowerBound)
+        XCTAssertFalse(html.contains(">empty</h3>"))
+        let plain = try ComparisonReport.render(groups: groups, title: "t", summary: [["strategy"], ["a (default)"]])
+        XCTAssertFalse(plain.contains("<h3"))
+        XCTAssertTrue(plain.contains("<h2>Summary</h2>\n<table class=\"summary\"><thead><tr><th>strategy</th></tr></thead><tbody><tr><td>a (default)</td></tr></tbody></table>"))
+        XCTAssertFalse(try ComparisonReport.render(groups: groups, title: "t", summaries: []).contains("<h2>Summary</h2>"))
+    }
+
     func testGroupsOfRunsSeedsAndACompareOutput() throws {
         let dir = temporaryDirectory(self)
         let cmp = dir.appendingPathComponent("cmp")

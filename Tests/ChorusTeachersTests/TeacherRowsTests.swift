@@ -94,20 +94,26 @@ final class TeacherRowsTests: XCTestCase {
         }
     }
 
-    func testCacheMissScoresOnceAndMatchesUncachedScoring() throws {
+    /// A miss scores the group once, records what the teacher says, and then uses those scores
+    /// as the store gives them back: the same reference as a later hit, bit for bit (so a step
+    /// redone after a kill, or another strategy reading the record, sees what the first saw).
+    func testCacheMissScoresOnceAndTrainsOnTheStoredScores() throws {
         let pool = try tinyPool(3)
         let g = sampleGroup()
         let agg = try pool.makeAggregator(name: "geometric")
-        let plain = try pool.score([g], aggregator: agg, progress: 0, keepDistribution: true)[0]
         let store = MemoryStore()
         pool.store = store
         pool.cacheTopK = 5
         let missed = try pool.score([g], aggregator: agg, progress: 0, keepDistribution: true)[0]
-        for (a, b) in zip(plain, missed) {
-            XCTAssertEqual(a.logprobs, b.logprobs, "a miss gives the uncached numbers exactly")
+        XCTAssertEqual(store.records.count, pool.teachers.count * g.responses.count, "one record per teacher and response")
+        let hit = try pool.score([g], aggregator: agg, progress: 0, keepDistribution: true)[0]
+        XCTAssertEqual(store.records.count, pool.teachers.count * g.responses.count, "a hit records nothing")
+        for (a, b) in zip(missed, hit) {
+            XCTAssertEqual(a.logprobs, b.logprobs, "a miss gives the numbers a hit gives")
             XCTAssertEqual(a.entropy, b.entropy)
             XCTAssertEqual(a.distribution!.array, b.distribution!.array)
-            XCTAssertFalse(b.approximate)
+            XCTAssertTrue(a.approximate)
+            XCTAssertTrue(b.approximate)
         }
         // What was recorded is what the teacher says on its own, top-k included.
         for t in pool.teachers {

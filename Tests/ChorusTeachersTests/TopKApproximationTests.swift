@@ -74,10 +74,16 @@ final class TopKApproximationTests: XCTestCase {
         for (name, opts, p) in cases {
             store.records = [:]
             let agg = try pool.makeAggregator(name: name, options: opts)
-            let exact = try pool.score([g], aggregator: agg, progress: p)[0]
-            let approx = try pool.score([g], aggregator: agg, progress: p)[0]
-            let mix = try agg.mixture(AggregationContext(progress: p, group: g.index))
             let label = "\(name)\(opts.softSwitchLogSpace ? " log-space" : "")"
+            pool.store = nil
+            let exact = try pool.score([g], aggregator: agg, progress: p)[0]
+            pool.store = store
+            let miss = try pool.score([g], aggregator: agg, progress: p)[0]
+            let approx = try pool.score([g], aggregator: agg, progress: p)[0]
+            // A miss trains on its scores as stored: the same reference as the hit, bit for bit.
+            XCTAssertEqual(miss.map(\.logprobs), approx.map(\.logprobs), label)
+            XCTAssertEqual(miss.map(\.entropy), approx.map(\.entropy), label)
+            let mix = try agg.mixture(AggregationContext(progress: p, group: g.index))
             XCTAssertGreaterThan(mix.active.count, 1, label)
             XCTAssertEqual(exact.count, approx.count)
             var worstLP = 0.0, worstH = 0.0
@@ -87,7 +93,7 @@ final class TopKApproximationTests: XCTestCase {
                 XCTAssertTrue(a.approximate, label)
                 let resp = g.responses[r]
                 XCTAssertEqual([e.logprobs.count, a.logprobs.count, e.entropy.count, a.entropy.count], [Int](repeating: resp.count, count: 4))
-                // The records this second call used.
+                // The records the cached calls used.
                 let recs = try mix.active.map { k -> [PositionScore] in
                     let t = pool.teachers[k]
                     return try XCTUnwrap(store.records[store.key(try t.fingerprint(), 16, try t.context(for: g), resp)], "\(label) teacher \(k)")

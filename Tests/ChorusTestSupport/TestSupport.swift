@@ -147,8 +147,8 @@ public func assertOneLineFailure(_ result: (Int32, String, String), containing f
 /// sft` and `chorus train`). `arguments(resume)` gives each start's arguments: `resume` is true
 /// once `runDirectory/run.toml` records the run (a start killed before writing it starts afresh).
 /// The pause is `pause.base + random(0..<pause.jitter) + attempt · 100 ms` microseconds, growing
-/// so the run finishes even on a loaded machine. `environment` replaces the child's environment
-/// when given (nil: inherited). Returns the number of kills, or nil after failing the test when
+/// so the run finishes even on a loaded machine. `environment` entries are added to the
+/// inherited environment (nil: inherited as is). Returns the number of kills, or nil after failing the test when
 /// the run has not finished after `maxAttempts` starts.
 public func killAndResumeUntilFinished(runDirectory: URL, environment: [String: String]? = nil,
                                        pause: (base: Int, jitter: Int), maxAttempts: Int = 60,
@@ -166,7 +166,10 @@ public func killAndResumeUntilFinished(runDirectory: URL, environment: [String: 
         let p = Process()
         p.executableURL = exe
         p.arguments = arguments(FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent("run.toml").path))
-        if let environment { p.environment = environment }
+        // Added to this process's environment, not instead of it: OpenBLAS picks its kernels
+        // from OPENBLAS_CORETYPE when set (else by CPU), and the resumed runs are compared bit
+        // for bit with an in-process run that saw the same variables.
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.standardError = FileHandle.nullDevice
         try p.run()
         usleep(UInt32(pause.base + Int.random(in: 0..<pause.jitter) + attempt * 100_000))
