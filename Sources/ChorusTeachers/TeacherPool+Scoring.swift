@@ -92,8 +92,9 @@ extension TeacherPool {
 
         var results: [ReferenceScores] = []
         let chunk = max(1, chunkRows)
-        let buf = Tensor(shape: [K * chunk * V])
-        let refRows = Tensor(shape: [chunk * V])
+        // Teacher rows (K, chunk, V) then reference rows (chunk, V), kept across calls.
+        if aggregationScratch.capacity < (K + 1) * chunk * V { aggregationScratch = Tensor(shape: [(K + 1) * chunk * V]) }
+        let buf = aggregationScratch.data, ref = buf + K * chunk * V
         for (r, resp) in g.responses.enumerated() {
             let T = resp.count
             var out = ReferenceScores(logprobs: [Float](repeating: 0, count: T), entropy: [Float](repeating: 0, count: T),
@@ -110,7 +111,7 @@ extension TeacherPool {
                 // Each scored teacher's rows and statistics at positions t0 ..< t0 + m.
                 var statistics = [[TeacherTokenStatistics?]](repeating: [TeacherTokenStatistics?](repeating: nil, count: K), count: m)
                 for k in scored {
-                    let base = buf.data + k * chunk * V
+                    let base = buf + k * chunk * V
                     let scores = try sources[k]!.rows.rows(response: r, positions: t0..<(t0 + m), into: base)
                     for i in 0..<m {
                         out.teacherLogprobs[k]![t0 + i] = scores[i].logprob
@@ -130,13 +131,13 @@ extension TeacherPool {
                     let e = eb.baseAddress!
                     parallelFor(m, costPerItem: V * 4 * mix.active.count) { a, b in
                         for i in a..<b {
-                            let rows: [UnsafePointer<Float>?] = (0..<K).map { k in mixes[i].weights[k] > 0 ? UnsafePointer(buf.data + k * chunk * V + i * V) : nil }
-                            e[i] = MixtureKernel.combine(mixes[i], rows: rows, count: V, into: refRows.data + i * V)
+                            let rows: [UnsafePointer<Float>?] = (0..<K).map { k in mixes[i].weights[k] > 0 ? UnsafePointer(buf + k * chunk * V + i * V) : nil }
+                            e[i] = MixtureKernel.combine(mixes[i], rows: rows, count: V, into: ref + i * V)
                         }
                     }
                 }
                 for i in 0..<m {
-                    out.logprobs[t0 + i] = refRows.data[i * V + resp[t0 + i]]
+                    out.logprobs[t0 + i] = ref[i * V + resp[t0 + i]]
                     out.entropy[t0 + i] = ents[i]
                     let active = mixes[i].active
                     if active.count == 1, sources[active[0]]!.rows.isApproximate, let s = statistics[i][active[0]] {
@@ -145,12 +146,12 @@ extension TeacherPool {
                         out.entropy[t0 + i] = s.entropy
                     }
                     if keepTopTokens {
-                        let (id, lp) = argmax(refRows.data + i * V, count: V)
+                        let (id, lp) = argmax(ref + i * V, count: V)
                         out.topTokens![t0 + i] = id
                         out.topLogprobs![t0 + i] = lp
                     }
                 }
-                if let d = out.distribution { (d.data + t0 * V).update(from: refRows.data, count: m * V) }
+                if let d = out.distribution { (d.data + t0 * V).update(from: ref, count: m * V) }
                 t0 += m
             }
             results.append(out)

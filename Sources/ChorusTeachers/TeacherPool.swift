@@ -53,6 +53,10 @@ public final class TeacherPool {
     public var cacheTopK = 20
     /// Positions aggregated per chunk (bounds memory at K·chunk·V floats).
     public var chunkRows = 32
+    /// The aggregation's scratch, (K + 1)·chunkRows·V floats (each teacher's rows, then the
+    /// reference rows), kept across calls so a step's groups allocate none of it (`scoreGroup`
+    /// runs one group at a time).
+    var aggregationScratch = Tensor(shape: [0])
 
     public var names: [String] { teachers.map(\.name) }
 
