@@ -21,7 +21,8 @@ extension TransformerModel {
         while s < rows.count {
             let m = min(chunk, rows.count - s)
             for i in 0..<m { (gathered + i * C).update(from: hidden + rows[s + i] * C, count: C) }
-            gemm(.none, .transpose, m: m, n: V, k: C, a: gathered, lda: C, b: parameter(layout.lmHead), ldb: C, c: logits, ldc: V)
+            gemm(.none, .transpose, m: m, n: V, k: C, a: gathered, lda: C, b: parameter(layout.lmHead), ldb: C, c: logits, ldc: V,
+                 bHalf: halfWeights?.lmHead)
             body(s, m, logits, gathered)
             s += m
         }

@@ -30,6 +30,9 @@ public final class TransformerModel: @unchecked Sendable {
     public let parameters: Tensor
     /// Rotary tables, grown on demand.
     public let rope: RopeTable
+    /// The matrices packed as 16-bit floats, on a bf16 / f16 sampling copy only
+    /// (`samplingCopy`): decode-sized products then go through `gemm`'s 16-bit kernel.
+    public internal(set) var halfWeights: HalfWeights?
 
     /// A model with zeroed parameters (fill them with `load` or `initializeRandom`).
     public init(config: ModelConfig) {
@@ -261,9 +264,10 @@ extension TransformerModel {
                       buffers b: BlockBuffers, attentionScratch: inout Tensor) {
         let c = config, L = layout.layers[l]
         let C = c.hiddenSize, D = c.headDim, Q = c.qkvDim, I = c.intermediateSize, A = c.attnDim
+        let half = halfWeights?.layers[l]   // a bf16 / f16 sampling copy's packed matrices
         b.xIn?.update(from: x, count: n * C)
         rmsNormForward(b.h1, b.rstd1, x, parameter(L.inputNorm), rows: n, cols: C, eps: c.rmsNormEps)
-        gemm(.none, .transpose, m: n, n: Q, k: C, a: b.h1, lda: C, b: parameter(L.qkv), ldb: C, c: b.qkvRaw, ldc: Q)
+        gemm(.none, .transpose, m: n, n: Q, k: C, a: b.h1, lda: C, b: parameter(L.qkv), ldb: C, c: b.qkvRaw, ldc: Q, bHalf: half?.qkv)
         if let bias = L.qkvBias { addBiasRows(b.qkvRaw, parameter(bias), rows: n, cols: Q, ld: Q) }
         if let qn = L.qNorm, let kn = L.kNorm {
             qkNormForward(b.qkv, b.qkRstd, b.qkvRaw, qWeight: parameter(qn), kWeight: parameter(kn),
@@ -281,13 +285,13 @@ extension TransformerModel {
         grow(&attentionScratch, to: shape.forwardScratch(maxKeys: seqs.map { $0.start + $0.count }.max() ?? 0))
         attentionForward(b.att, ldo: A, b.attentionLSE, q: b.qkv, ldq: Q, sequences: seqs, shape: shape,
                          scratch: attentionScratch.data)
-        gemm(.none, .transpose, m: n, n: C, k: A, a: b.att, lda: A, b: parameter(L.o), ldb: A, beta: 1, c: x, ldc: C)
+        gemm(.none, .transpose, m: n, n: C, k: A, a: b.att, lda: A, b: parameter(L.o), ldb: A, beta: 1, c: x, ldc: C, bHalf: half?.o)
         if let bias = L.oBias { addBiasRows(x, parameter(bias), rows: n, cols: C, ld: C) }
         b.xMid?.update(from: x, count: n * C)
         rmsNormForward(b.h2, b.rstd2, x, parameter(L.postNorm), rows: n, cols: C, eps: c.rmsNormEps)
-        gemm(.none, .transpose, m: n, n: 2 * I, k: C, a: b.h2, lda: C, b: parameter(L.gateUp), ldb: C, c: b.gu, ldc: 2 * I)
+        gemm(.none, .transpose, m: n, n: 2 * I, k: C, a: b.h2, lda: C, b: parameter(L.gateUp), ldb: C, c: b.gu, ldc: 2 * I, bHalf: half?.gateUp)
         swigluForward(b.act, b.gu, rows: n, hidden: I)
-        gemm(.none, .transpose, m: n, n: C, k: I, a: b.act, lda: I, b: parameter(L.down), ldb: I, beta: 1, c: x, ldc: C)
+        gemm(.none, .transpose, m: n, n: C, k: I, a: b.act, lda: I, b: parameter(L.down), ldb: I, beta: 1, c: x, ldc: C, bHalf: half?.down)
     }
 
     /// The attention geometry of the model.

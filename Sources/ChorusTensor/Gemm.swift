@@ -19,6 +19,12 @@ public enum Transpose: Sendable { case none, transpose }
 /// `parallel: false` from inside a parallel region. Products with few rows (batched decoding)
 /// over `Gemm.smallProduct` go through `smallRowsGemm`, which never packs the weight matrix;
 /// serial calls (attention blocks inside a parallel region) keep OpenBLAS' own choice.
+///
+/// `bHalf`, for op(B) = Wᵀ with W (n, k) the f32 matrix `b`, is W rounded to bf16 / f16 and
+/// packed (the rollout sampler's weights, whose f32 `b` is the same rounded values): products of
+/// at most `HalfKernel.maxRows` rows then run the 16-bit few-rows kernel (half the bytes, read
+/// front to back) on CPUs that have its instructions, and the f32 path otherwise. Both compute
+/// the product of the same rounded weights; they differ by f32 summation order only.
 @inline(__always)
 public func gemm(
     _ transA: Transpose, _ transB: Transpose,
@@ -28,9 +34,15 @@ public func gemm(
     b: UnsafePointer<Float>, ldb: Int,
     beta: Float = 0,
     c: UnsafeMutablePointer<Float>, ldc: Int,
-    parallel: Bool = true
+    parallel: Bool = true,
+    bHalf: HalfMatrix? = nil
 ) {
     if m == 0 || n == 0 { return }
+    if let w = bHalf, transA == .none, transB == .transpose, k > 0, m <= HalfKernel.maxRows, w.allFinite, HalfKernel.active {
+        precondition(w.rows == n && w.cols == k, "bHalf is \(w.rows)x\(w.cols), the product needs \(n)x\(k)")
+        halfGemm(m: m, alpha: alpha, a: a, lda: lda, w: w, beta: beta, c: c, ldc: ldc, workers: parallel ? Parallel.threads : 1)
+        return
+    }
     if k == 0 {
         // BLAS would only scale C; keep the contract explicit.
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : c[i * ldc + j] * beta } }

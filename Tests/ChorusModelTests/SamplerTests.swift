@@ -199,3 +199,122 @@ final class SamplingCopyTests: XCTestCase {
         XCTAssertEqual(again.parameters.data[0], HalfConversion.f16ToFloat(HalfConversion.floatToF16(model.parameters.data[0])))
     }
 }
+
+/// Decoding from a bf16 / f16 sampling copy through `gemm`'s 16-bit kernel (`HalfWeights`)
+/// against the same rounded weights in f32 through the plain path.
+final class HalfSamplingTests: XCTestCase {
+    override func tearDown() {
+        HalfKernel.enabled = true
+        super.tearDown()
+    }
+
+    /// A random Qwen3 model whose decode products cover the kernel's odd cases: vocabulary and
+    /// MLP widths not multiples of the 32-wide panel, batches across the 8/4/1-row tiles.
+    func makeModel() -> TransformerModel {
+        let config = ModelConfig(family: .qwen3, vocabSize: 301, hiddenSize: 64, intermediateSize: 100, numLayers: 2,
+                                 numHeads: 4, numKVHeads: 2, headDim: 16, ropeTheta: 10_000)
+        let model = TransformerModel(config: config)
+        model.initializeRandom(seed: 21, std: 0.3)
+        return model
+    }
+
+    let prompts = [[1, 2, 3], [7], [9, 9, 9, 9, 9], [4, 5], [200, 3, 8]]
+
+    /// Greedy and sampled decoding from the copy (kernel) give the tokens of an f32 model holding
+    /// the same rounded weights (plain gemm), and model log-probs within 2e-4: the two differ only
+    /// by f32 summation order inside the products (relative ~1e-6 per product), which a 2-layer
+    /// model carries to the logits at about 1e-5.
+    func testDecodeMatchesF32ForwardOnRoundedWeights() throws {
+        let model = makeModel()
+        for precision in [SamplingPrecision.bf16, .f16] {
+            let copy = model.samplingCopy(precision: precision)
+            XCTAssertNotNil(copy.halfWeights)
+            let plain = copy.samplingCopy(precision: .f32)   // the rounded values, no 16-bit matrices
+            XCTAssertNil(plain.halfWeights)
+            for params in [SamplingParameters(temperature: 0), SamplingParameters(temperature: 1), SamplingParameters(temperature: 0.8, topP: 0.9)] {
+                for G in [1, 3] {   // 5 and 15 rows: the 4-row and 8-row tiles and single rows
+                    let seeds = (0..<UInt64(prompts.count * G)).map { $0 * 31 + 5 }
+                    let fast = try copy.generate(prompts: prompts, samplesPerPrompt: G, maxTokens: 24, params: params, seeds: seeds)
+                    let ref = try plain.generate(prompts: prompts, samplesPerPrompt: G, maxTokens: 24, params: params, seeds: seeds)
+                    for (f, r) in zip(fast, ref) {
+                        XCTAssertEqual(f.tokens, r.tokens, "\(precision) \(params) G \(G)")
+                        for (x, y) in zip(f.logprobs, r.logprobs) { XCTAssertEqual(x, y, accuracy: 2e-4, "\(precision) \(params) G \(G)") }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The decode step's logits through the kernel equal the f32 product of the rounded weights
+    /// (relative 1e-4 of the row's largest logit), row by row, for batches of 1 ... 17.
+    func testDecodeLogitsMatch() throws {
+        let model = makeModel()
+        let copy = model.samplingCopy(precision: .bf16), plain = copy.samplingCopy(precision: .f32)
+        let V = model.config.vocabSize
+        for batch in [1, 4, 8, 9, 17] {
+            func logits(_ m: TransformerModel) throws -> [Float] {
+                let caches = (0..<batch).map { _ in KVCache(config: m.config, capacity: 8) }
+                let ws = ForwardWorkspace()
+                _ = try m.forwardHidden((0..<batch).map { PackedSequence(tokens: [($0 * 7) % V, 3], cache: caches[$0]) }, workspace: ws)
+                let h = try m.forwardDecode(tokens: (0..<batch).map { ($0 * 13 + 1) % V }, caches: caches, workspace: ws)
+                var out: [Float] = []
+                m.headChunks(hidden: h, rows: Array(0..<batch), scratch: m.makeHeadScratch()) { _, n, l, _ in
+                    out += Array(UnsafeBufferPointer(start: l, count: n * V))
+                }
+                return out
+            }
+            let a = try logits(copy), b = try logits(plain)
+            for r in 0..<batch {
+                let scale = b[(r * V)..<((r + 1) * V)].map(abs).max()!
+                for j in 0..<V { XCTAssertEqual(a[r * V + j], b[r * V + j], accuracy: 1e-4 * scale, "batch \(batch) row \(r) id \(j)") }
+            }
+        }
+    }
+
+    /// Same seeds and threads give the same rollouts; with the kernel off (a CPU without
+    /// AVX-512/FMA) the copy decodes exactly as the f32 model of its rounded weights; the
+    /// copy's tokens and log-probs do not depend on the thread count.
+    func testDeterministicAndFallback() throws {
+        let model = makeModel()
+        let copy = model.samplingCopy(precision: .bf16), plain = copy.samplingCopy(precision: .f32)
+        let seeds = (0..<UInt64(prompts.count * 2)).map { $0 + 100 }
+        let p = SamplingParameters(temperature: 1)
+        func run(_ m: TransformerModel) throws -> [Generation] {
+            try m.generate(prompts: prompts, samplesPerPrompt: 2, maxTokens: 16, params: p, seeds: seeds)
+        }
+        let a = try run(copy), b = try run(copy)
+        XCTAssertEqual(a.map(\.tokens), b.map(\.tokens))
+        XCTAssertEqual(a.map(\.logprobs), b.map(\.logprobs))
+        let threads = Parallel.threads
+        for t in [1, 3] {
+            Parallel.configure(threads: t)
+            let c = try run(copy)
+            XCTAssertEqual(c.map(\.tokens), a.map(\.tokens), "\(t) threads")
+            XCTAssertEqual(c.map(\.logprobs), a.map(\.logprobs), "\(t) threads")
+        }
+        Parallel.configure(threads: threads)
+        HalfKernel.enabled = false
+        let off = try run(copy), ref = try run(plain)
+        XCTAssertEqual(off.map(\.tokens), ref.map(\.tokens))
+        XCTAssertEqual(off.map(\.logprobs), ref.map(\.logprobs))
+    }
+
+    /// Refreshing a copy in place keeps, replaces or drops its 16-bit matrices with the precision,
+    /// and they hold the freshly rounded weights.
+    func testRefreshRepacks() {
+        let model = makeModel()
+        let copy = model.samplingCopy(precision: .bf16)
+        let head = copy.halfWeights!.lmHead
+        model.parameters.data[model.layout.lmHead] = 0.123456
+        XCTAssertTrue(model.samplingCopy(precision: .bf16, reusing: copy) === copy)
+        XCTAssertTrue(copy.halfWeights!.lmHead === head, "same format: repacked in place")
+        XCTAssertEqual(head.value(row: 0, col: 0), HalfConversion.bf16ToFloat(HalfConversion.floatToBF16(0.123456)))
+        _ = model.samplingCopy(precision: .f16, reusing: copy)
+        XCTAssertEqual(copy.halfWeights?.format, .f16)
+        XCTAssertEqual(copy.halfWeights!.lmHead.value(row: 0, col: 0), HalfConversion.f16ToFloat(HalfConversion.floatToF16(0.123456)))
+        let L = model.layout.layers[1]
+        XCTAssertEqual(copy.halfWeights!.layers[1].down.value(row: 2, col: 5), copy.parameters.data[L.down + 2 * model.config.intermediateSize + 5])
+        _ = model.samplingCopy(precision: .f32, reusing: copy)
+        XCTAssertNil(copy.halfWeights)
+    }
+}
