@@ -144,16 +144,26 @@ public func halfPanelGemm(bf16: Bool, m: Int, n: Int, k: Int, alpha: Float, a: U
                           packed: UnsafePointer<UInt32>, panels p0: Int, _ p1: Int, beta: Float,
                           c: UnsafeMutablePointer<Float>, ldc: Int) {
     let stride = k * halfPanelWords
-    for p in p0..<p1 {
-        let panel = packed + p * stride
-        let j0 = p * halfPanelWidth, valid = min(halfPanelWidth, n - j0)
-        if bf16 {
-            rows(bf16: true, m: m, k: k, a: a, lda: lda, panel: panel, c: c + j0, ldc: ldc, valid: valid, alpha: alpha, beta: beta)
-        } else {
-            rows(bf16: false, m: m, k: k, a: a, lda: lda, panel: panel, c: c + j0, ldc: ldc, valid: valid, alpha: alpha, beta: beta)
+    // Rows in blocks that stay in L2 while the panels stream past (many rows: a prefill).
+    var i0 = 0
+    while i0 < m {
+        let rowsHere = min(halfRowBlock, m - i0)
+        let ab = a + i0 * lda, cb = c + i0 * ldc
+        for p in p0..<p1 {
+            let panel = packed + p * stride
+            let j0 = p * halfPanelWidth, valid = min(halfPanelWidth, n - j0)
+            if bf16 {
+                rows(bf16: true, m: rowsHere, k: k, a: ab, lda: lda, panel: panel, c: cb + j0, ldc: ldc, valid: valid, alpha: alpha, beta: beta)
+            } else {
+                rows(bf16: false, m: rowsHere, k: k, a: ab, lda: lda, panel: panel, c: cb + j0, ldc: ldc, valid: valid, alpha: alpha, beta: beta)
+            }
         }
+        i0 += rowsHere
     }
 }
+
+/// Rows of A multiplied against all panels before moving on (a multiple of the 8-row tile).
+let halfRowBlock = 256
 
 /// All m rows against one panel: tiles of 8, then 4, then single rows.
 @inline(__always)

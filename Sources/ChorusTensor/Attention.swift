@@ -80,6 +80,10 @@ public func attentionForward(
 ) {
     let H = shape.heads, D = shape.headDim, group = H / shape.kvHeads
     let blk = AttentionShape.block
+    if lse == nil && group <= blk && sequences.allSatisfy({ $0.count == 1 }) {
+        singleQueryAttention(out, ldo: ldo, q: q, ldq: ldq, sequences: sequences, shape: shape, scratch: scratch)
+        return
+    }
     let maxKV = sequences.map { $0.start + $0.count }.max() ?? 0
     let scale = 1 / Float(D).squareRoot()
     let items = sequences.count * H
@@ -110,6 +114,57 @@ public func attentionForward(
                 gemm(.none, .none, m: m, n: D, k: nkv, a: S, lda: nkv, b: v, ldb: sq.ld,
                      c: out + (sq.row + i0) * ldo + head * D, ldc: ldo, parallel: false)
                 i0 += m
+            }
+        }
+    }
+}
+
+/// `attentionForward` for a decode step (every sequence has one new query, no lse wanted), in
+/// vectorised Swift instead of two BLAS calls per (sequence, head): at batch 64 those tiny
+/// products (1 × keys × D) cost more in call and packing overhead than in arithmetic. One work
+/// item is a (sequence, KV head): the `group` query heads sharing its keys and values read
+/// them once. Scores are q·k/√D (an 8-lane dot product), then `softmaxRowInPlace`, then
+/// out = Σ_t p_t·v_t in key order; each (sequence, head) is computed by one thread in a fixed
+/// order, so results do not depend on the batch or the thread count.
+func singleQueryAttention(_ out: UnsafeMutablePointer<Float>, ldo: Int, q: UnsafePointer<Float>, ldq: Int,
+                          sequences: [AttentionSequence], shape: AttentionShape, scratch: UnsafeMutablePointer<Float>) {
+    let H = shape.heads, HK = shape.kvHeads, D = shape.headDim, group = H / HK
+    let blk = AttentionShape.block
+    let maxKV = sequences.map { $0.start + 1 }.max() ?? 0
+    let scale = 1 / Float(D).squareRoot()
+    let items = sequences.count * HK
+    let workers = max(1, min(Parallel.threads, items))
+    let D8 = D & ~7
+    parallelChunks(items, workers: workers, costPerItem: 4 * group * D * maxKV) { w, lo, hi in
+        let S = scratch + w * blk * maxKV   // group rows of nkv scores
+        for item in lo..<hi {
+            let sq = sequences[item / HK], kvh = item % HK
+            let nkv = sq.start + 1
+            let k = sq.keys + kvh * D, v = sq.values + kvh * D
+            for g in 0..<group {
+                let qh = q + sq.row * ldq + (kvh * group + g) * D, row = S + g * nkv
+                for t in 0..<nkv {
+                    let kt = k + t * sq.ld
+                    var acc = FloatVec()
+                    var d = 0
+                    while d < D8 { acc += loadVec(qh + d) * loadVec(kt + d); d += 8 }
+                    var dotv = acc.sum()
+                    while d < D { dotv += qh[d] * kt[d]; d += 1 }
+                    row[t] = dotv * scale
+                }
+                _ = softmaxRowInPlace(row, count: nkv)
+                let o = out + sq.row * ldo + (kvh * group + g) * D
+                var d = 0
+                while d < D8 {
+                    var acc = FloatVec()
+                    for t in 0..<nkv { acc += FloatVec(repeating: row[t]) * loadVec(v + t * sq.ld + d) }
+                    storeVec(acc, o + d); d += 8
+                }
+                while d < D {
+                    var acc: Float = 0
+                    for t in 0..<nkv { acc += row[t] * v[t * sq.ld + d] }
+                    o[d] = acc; d += 1
+                }
             }
         }
     }

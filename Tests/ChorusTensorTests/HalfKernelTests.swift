@@ -92,7 +92,7 @@ final class HalfKernelTests: XCTestCase {
         let n = 200, k = 96
         for format in [HalfFormat.bf16, .f16] {
             let (w, h) = weights(n: n, k: k, format: format, rng: &rng)
-            let m = HalfKernel.maxRows   // every product below takes the kernel
+            let m = 300   // more than the kernel's 256-row block
             let a = (0..<(m * k)).map { _ in rng.normal() }
             func product(rows: Int, from: Int = 0) -> [Float] {
                 var c = [Float](repeating: 0, count: rows * n)
@@ -102,7 +102,7 @@ final class HalfKernelTests: XCTestCase {
                 return c
             }
             let all = product(rows: m)
-            for (from, rows) in [(0, 1), (5, 3), (8, 8), (20, 44), (63, 1)] {
+            for (from, rows) in [(0, 1), (5, 3), (8, 8), (20, 44), (63, 1), (250, 50)] {
                 XCTAssertEqual(product(rows: rows, from: from), Array(all[(from * n)..<((from + rows) * n)]), "\(format) rows \(from)..<\(from + rows)")
             }
             let threads = Parallel.threads
@@ -135,7 +135,10 @@ final class HalfKernelTests: XCTestCase {
         HalfKernel.enabled = true
         for (x, y) in zip(kernel, plain) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
         // More rows than the kernel's limit: the f32 path as well.
-        let rows = HalfKernel.maxRows + 1
+        let limit = HalfKernel.maxRows
+        HalfKernel.maxRows = 16
+        defer { HalfKernel.maxRows = limit }
+        let rows = 17
         let big = (0..<(rows * k)).map { _ in rng.normal() }
         var viaHalf = [Float](repeating: 0, count: rows * n), viaF32 = viaHalf
         viaHalf.withUnsafeMutableBufferPointer { cp in
