@@ -1,3 +1,4 @@
+import ChorusKernels
 import Dispatch
 import Foundation
 
@@ -123,7 +124,8 @@ public func attentionForward(
 /// vectorised Swift instead of two BLAS calls per (sequence, head): at batch 64 those tiny
 /// products (1 × keys × D) cost more in call and packing overhead than in arithmetic. One work
 /// item is a (sequence, KV head): the `group` query heads sharing its keys and values read
-/// them once. Scores are q·k/√D (an 8-lane dot product), then `softmaxRowInPlace`, then
+/// them once. On CPUs with AVX-512F + FMA (and `HalfKernel.enabled`) the two products run in
+/// ChorusKernels' `oneQueryScores` / `oneQueryValues`. Scores are q·k/√D (an 8-lane dot product), then `softmaxRowInPlace`, then
 /// out = Σ_t p_t·v_t in key order; each (sequence, head) is computed by one thread in a fixed
 /// order, so results do not depend on the batch or the thread count.
 func singleQueryAttention(_ out: UnsafeMutablePointer<Float>, ldo: Int, q: UnsafePointer<Float>, ldq: Int,
@@ -135,14 +137,24 @@ func singleQueryAttention(_ out: UnsafeMutablePointer<Float>, ldo: Int, q: Unsaf
     let items = sequences.count * HK
     let workers = max(1, min(Parallel.threads, items))
     let D8 = D & ~7
+    // The AVX-512/FMA kernels where the CPU has them (and D fits their 16 lanes); the same
+    // arithmetic in portable 8-lane Swift otherwise.
+    let fused = D % 16 == 0 && HalfKernel.active
     parallelChunks(items, workers: workers, costPerItem: 4 * group * D * maxKV) { w, lo, hi in
         let S = scratch + w * blk * maxKV   // group rows of nkv scores
         for item in lo..<hi {
             let sq = sequences[item / HK], kvh = item % HK
             let nkv = sq.start + 1
             let k = sq.keys + kvh * D, v = sq.values + kvh * D
+            let q0 = q + sq.row * ldq + kvh * group * D, o0 = out + sq.row * ldo + kvh * group * D
+            if fused {
+                oneQueryScores(group: group, d: D, q: q0, keys: k, ld: sq.ld, count: nkv, scale: scale, scores: S)
+                for g in 0..<group { _ = softmaxRowInPlace(S + g * nkv, count: nkv) }
+                oneQueryValues(group: group, d: D, p: S, values: v, ld: sq.ld, count: nkv, out: o0)
+                continue
+            }
             for g in 0..<group {
-                let qh = q + sq.row * ldq + (kvh * group + g) * D, row = S + g * nkv
+                let qh = q0 + g * D, row = S + g * nkv
                 for t in 0..<nkv {
                     let kt = k + t * sq.ld
                     var acc = FloatVec()
@@ -153,17 +165,14 @@ func singleQueryAttention(_ out: UnsafeMutablePointer<Float>, ldo: Int, q: Unsaf
                     row[t] = dotv * scale
                 }
                 _ = softmaxRowInPlace(row, count: nkv)
-                let o = out + sq.row * ldo + (kvh * group + g) * D
-                var d = 0
-                while d < D8 {
-                    var acc = FloatVec()
-                    for t in 0..<nkv { acc += FloatVec(repeating: row[t]) * loadVec(v + t * sq.ld + d) }
-                    storeVec(acc, o + d); d += 8
-                }
-                while d < D {
-                    var acc: Float = 0
-                    for t in 0..<nkv { acc += row[t] * v[t * sq.ld + d] }
-                    o[d] = acc; d += 1
+                let o = o0 + g * D
+                o.update(repeating: 0, count: D)
+                // Key by key over the whole row: D/8 independent sums, not one chain per lane group.
+                for t in 0..<nkv {
+                    let p = FloatVec(repeating: row[t]), vt = v + t * sq.ld
+                    var d = 0
+                    while d < D8 { storeVec(loadVec(o + d) + p * loadVec(vt + d), o + d); d += 8 }
+                    while d < D { o[d] += row[t] * vt[d]; d += 1 }
                 }
             }
         }

@@ -5,9 +5,23 @@ import XCTest
 /// The decode-step attention (one query per sequence, `singleQueryAttention`) against the
 /// blocked BLAS path that training and prefill use (taken when the log-partitions are asked for).
 final class DecodeAttentionTests: XCTestCase {
+    override func tearDown() {
+        HalfKernel.enabled = true
+        super.tearDown()
+    }
+
+    /// Both implementations: ChorusKernels' AVX-512/FMA products (D a multiple of 16, on a CPU
+    /// that has them) and the portable 8-lane Swift (kernel disabled, or D = 12, 5).
     func testSingleQueryMatchesBlockedPath() {
+        for enabled in [true, false] {
+            HalfKernel.enabled = enabled
+            check()
+        }
+    }
+
+    func check() {
         var rng = ChorusRNG(seed: 17)
-        for (H, HK, D) in [(8, 4, 64), (4, 4, 16), (6, 2, 12), (3, 1, 5)] {
+        for (H, HK, D) in [(8, 4, 64), (4, 4, 16), (6, 2, 12), (3, 1, 5), (4, 1, 80)] {
             let shape = AttentionShape(heads: H, kvHeads: HK, headDim: D)
             let kvDim = HK * D, ldq = H * D + 2 * kvDim + 3
             let lengths = [1, 2, 9, 80, 33]   // keys already cached before the new query
@@ -36,7 +50,7 @@ final class DecodeAttentionTests: XCTestCase {
                 }
             }
             // Outputs are convex combinations of unit-normal values: agree to f32 rounding.
-            for i in 0..<fast.count { XCTAssertEqual(fast[i], blocked[i], accuracy: 2e-5, "H \(H) HK \(HK) D \(D) at \(i)") }
+            for i in 0..<fast.count { XCTAssertEqual(fast[i], blocked[i], accuracy: 2e-5, "H \(H) HK \(HK) D \(D) kernel \(HalfKernel.active) at \(i)") }
             for s in 0..<seqCount { XCTAssertEqual(fast[s * ldo + H * D], 7, "the padding column is untouched") }
             // Thread count does not change the result.
             let threads = Parallel.threads
