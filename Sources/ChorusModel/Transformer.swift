@@ -282,7 +282,7 @@ extension TransformerModel {
         }
         let seqs = attentionSequences(layer: l, rows: rows, qkv: b.qkv)
         let shape = attentionShape
-        grow(&attentionScratch, to: shape.forwardScratch(maxKeys: seqs.map { $0.start + $0.count }.max() ?? 0))
+        grow(&attentionScratch, to: shape.forwardScratch(maxKeys: seqs.reduce(0) { max($0, $1.start + $1.count) }))
         attentionForward(b.att, ldo: A, b.attentionLSE, q: b.qkv, ldq: Q, sequences: seqs, shape: shape,
                          scratch: attentionScratch.data)
         gemm(.none, .transpose, m: n, n: C, k: A, a: b.att, lda: A, b: parameter(L.o), ldb: A, beta: 1, c: x, ldc: C, bHalf: half?.o)

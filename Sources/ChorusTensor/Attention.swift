@@ -132,7 +132,8 @@ func singleQueryAttention(_ out: UnsafeMutablePointer<Float>, ldo: Int, q: Unsaf
                           sequences: [AttentionSequence], shape: AttentionShape, scratch: UnsafeMutablePointer<Float>) {
     let H = shape.heads, HK = shape.kvHeads, D = shape.headDim, group = H / HK
     let blk = AttentionShape.block
-    let maxKV = sequences.map { $0.start + 1 }.max() ?? 0
+    var maxKV = 0
+    for s in sequences { maxKV = max(maxKV, s.start + 1) }
     let scale = 1 / Float(D).squareRoot()
     let items = sequences.count * HK
     let workers = max(1, min(Parallel.threads, items))

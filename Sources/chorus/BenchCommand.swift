@@ -38,7 +38,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also measure rollouts: --batch prompts of 16 tokens, 64 tokens sampled each (temperature 1, top-p 1, EOS ignored) by the trainer's batched generate; adds rollout_tokens_per_s.")
     var rollout = false
 
-    @Option(name: .customLong("sampling-precision"), help: "Weights the rollout measurement samples with: f32 (or fp32), bf16 or f16.")
+    @Option(name: .customLong("sampling-precision"), help: "Weights the rollout measurement samples with: f32 (or fp32), bf16 or f16 (16-bit weights through the AVX-512 kernel where the CPU has it; sampling_kernel says which).")
     var samplingPrecision: String = SamplingPrecision.f32.rawValue
 
     /// The parsed --sampling-precision ("fp32" is accepted for f32).
@@ -88,6 +88,9 @@ struct Bench: ParsableCommand {
         }
         if rollout {
             pairs.append(("sampling_precision", JSONText.string(precision!.rawValue)))
+            // Which products a bf16 / f16 sampler runs: the 16-bit AVX-512 kernel, or (a CPU
+            // without it, or CHORUS_HALF_KERNEL=0) the f32 path over the rounded weights.
+            pairs.append(("sampling_kernel", JSONText.string(precision! == .f32 ? "f32" : HalfKernel.active ? "16-bit avx512" : "f32 (rounded weights)")))
             for (k, v) in try ModelBenchmark.rollout(model: m, batch: batch, precision: precision!) {
                 pairs.append((k, JSONText.number((v * 100).rounded() / 100)))
             }

@@ -1,4 +1,5 @@
 import Foundation
+import ChorusTensor
 import ChorusTestSupport
 import XCTest
 
@@ -66,6 +67,7 @@ final class CLITests: XCTestCase {
             XCTAssertGreaterThan(try XCTUnwrap((o[k] as? NSNumber)?.doubleValue, k), 0)
         }
         XCTAssertEqual(o["sampling_precision"] as? String, "bf16")
+        XCTAssertEqual(o["sampling_kernel"] as? String, HalfKernel.active ? "16-bit avx512" : "f32 (rounded weights)")
         let (bad, _, berr) = try runChorus(["bench", "--rollout", "--sampling-precision", "fp8"])
         XCTAssertNotEqual(bad, 0)
         XCTAssertTrue(berr.contains("--sampling-precision") && berr.contains("fp8"), berr)
