@@ -8,8 +8,8 @@ let numericFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(
 
 /// The SIMD kernels of ChorusKernels are compiled for AVX-512F + AVX2 + FMA: without -mfma swiftc
 /// lowers `SIMD16<Float>.addProduct` to one `fmaf` call per lane, and AVX-512's 32 registers
-/// hold an 8-row tile (the bf16 few-rows product: ~170 GFLOP/s per core against ~60 with AVX2's
-/// 16, which spill). ChorusTensor calls them only after `CPUFeatures` found the instructions,
+/// hold an 8-row tile (the bf16 product: ~170-200 GFLOP/s per core against ~60 with AVX2's 16
+/// registers, which spill). ChorusTensor calls them only after `CPUFeatures` found the instructions,
 /// and otherwise takes the portable f32 path.
 let kernelFlags: [SwiftSetting] = [
     .unsafeFlags(["-Xcc", "-mavx512f", "-Xcc", "-mavx2", "-Xcc", "-mfma"]),

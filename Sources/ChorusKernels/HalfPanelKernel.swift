@@ -1,5 +1,6 @@
-/// The few-rows product over 16-bit weights of the rollout sampler, compiled with AVX2 + FMA
-/// (see Package.swift): callers reach it only after `CPUFeatures` found those instructions.
+/// The product with 16-bit weights of the rollout sampler (its decode steps and prefill),
+/// compiled with AVX-512F + AVX2 + FMA (see Package.swift): callers reach it only after
+/// `CPUFeatures` found those instructions.
 ///
 /// Panel layout (written by `HalfMatrix.pack` in ChorusTensor): the N outputs are cut into
 /// panels of 32; panel p holds, for k = 0 ..< K in order, 32 16-bit values as 16 UInt32 words

@@ -16,10 +16,10 @@ public enum SamplingPrecision: String, Sendable, CaseIterable {
     }
 }
 
-/// A sampling copy's matrices as packed 16-bit `HalfMatrix`es, for `gemm`'s few-rows kernel
-/// route (batched decoding): the same rounded values as the copy's f32 parameters, half the
-/// bytes. The f32 parameters stay for the prefill (many rows: OpenBLAS' packed kernel) and for
-/// CPUs without the kernel's instructions.
+/// A sampling copy's matrices as packed 16-bit `HalfMatrix`es, for `gemm`'s 16-bit kernel
+/// route (batched decoding and the prefill): the same rounded values as the copy's f32
+/// parameters, half the bytes. The f32 parameters stay for CPUs without the kernel's
+/// instructions (and for the embedding lookup and norms).
 public final class HalfWeights: @unchecked Sendable {
     /// The matrices of one transformer block, shaped as in `ParameterLayout.Layer`.
     public struct Layer: Sendable {

@@ -22,8 +22,8 @@ public enum Transpose: Sendable { case none, transpose }
 ///
 /// `bHalf`, for op(B) = Wᵀ with W (n, k) the f32 matrix `b`, is W rounded to bf16 / f16 and
 /// packed (the rollout sampler's weights, whose f32 `b` is the same rounded values): products of
-/// at most `HalfKernel.maxRows` rows then run the 16-bit few-rows kernel (half the bytes, read
-/// front to back) on CPUs that have its instructions, and the f32 path otherwise. Both compute
+/// at most `HalfKernel.maxRows` rows then run the 16-bit kernel (half the bytes, read front to
+/// back, 8-row register tiles) on CPUs that have its instructions, and the f32 path otherwise. Both compute
 /// the product of the same rounded weights; they differ by f32 summation order only.
 @inline(__always)
 public func gemm(

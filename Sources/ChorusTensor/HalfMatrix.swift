@@ -10,7 +10,7 @@ public enum HalfFormat: String, Sendable {
 }
 
 /// A weight matrix W (N outputs × K inputs, as stored for `gemm(.none, .transpose, ...)`)
-/// rounded to bf16 or f16 and packed for the few-rows kernel of `gemm`'s `bHalf` route:
+/// rounded to bf16 or f16 and packed for the 16-bit kernel of `gemm`'s `bHalf` route:
 /// half the bytes of the f32 copy, read front to back.
 ///
 /// Layout (see ChorusKernels' HalfPanelKernel.swift): panels of 32 outputs, the last padded
@@ -95,7 +95,7 @@ public enum CPUFeatures {
     public static let hasKernelInstructions = ["avx512f", "avx2", "fma"].allSatisfy { flags.contains($0) }
 }
 
-/// The few-rows 16-bit kernel route of `gemm`.
+/// The 16-bit kernel route of `gemm`.
 public enum HalfKernel {
     /// Whether `gemm` may use the 16-bit kernel (only on CPUs with `CPUFeatures.hasKernelInstructions`).
     /// Tests clear it to check the portable path; CHORUS_HALF_KERNEL=0 clears it for a run.
