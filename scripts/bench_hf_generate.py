@@ -4,6 +4,12 @@
     python3 -m venv /work/venv && /work/venv/bin/pip install torch transformers
     /work/venv/bin/python scripts/bench_hf_generate.py --shape qwen3-23m --batch 8 --threads 2
 
+(the CPU-only torch wheel is enough: `pip install torch --index-url .../whl/cpu`, or a local
+wheel). torch's OpenMP workers spin-wait for each other: with other jobs on the cores its
+numbers fall several-fold (measured at batch 8, 2 threads: ~600 tok/s at load 2.6 from this
+script alone, 60-180 at load 4), far more than Chorus'. Compare runs taken at the same load,
+interleaved, and write the load next to them.
+
 Same measurement as Chorus' `rollout_tokens_per_s`: B random 16-token prompts, 64 sampled
 tokens each (do_sample, temperature 1, top-p 1, no top-k; min_new_tokens = 64 so EOS never
 ends a row early), float32, random init of the same Qwen3 shape (`bench_pytorch.py`'s table)

@@ -106,9 +106,9 @@ public enum HalfKernel {
     public static var active: Bool { enabled && CPUFeatures.hasKernelInstructions }
 
     /// Products with more rows than this take the f32 path. Unlimited by default: measured on
-    /// the development machine (qwen3-23m products, one core), the kernel runs 200-270 GFLOP/s
-    /// at 64 to 1024 rows where OpenBLAS' sgemm (its AVX2 kernel) runs ~100, so a bf16 sampler's
-    /// prefill takes it too. Tests lower it to check the f32 route.
+    /// the development machine (Zen 5, qwen3-23m products, one core), the kernel ran 200-270
+    /// GFLOP/s at 64 to 1024 rows where OpenBLAS' sgemm with its Haswell kernels ran ~100, so a
+    /// bf16 sampler's prefill takes it too. Tests lower it to check the f32 route.
     nonisolated(unsafe) public static var maxRows = Int.max
 }
 
