@@ -125,9 +125,10 @@ public func attentionForward(
 /// products (1 × keys × D) cost more in call and packing overhead than in arithmetic. One work
 /// item is a (sequence, KV head): the `group` query heads sharing its keys and values read
 /// them once. On CPUs with AVX-512F + FMA (and `HalfKernel.enabled`) the two products run in
-/// ChorusKernels' `oneQueryScores` / `oneQueryValues`. Scores are q·k/√D (an 8-lane dot product), then `softmaxRowInPlace`, then
-/// out = Σ_t p_t·v_t in key order; each (sequence, head) is computed by one thread in a fixed
-/// order, so results do not depend on the batch or the thread count.
+/// ChorusKernels' `oneQueryScores` / `oneQueryValues` (16-lane fused multiply-adds), elsewhere
+/// in 8-lane portable Swift. Scores are q·k/√D, then `softmaxRowInPlace`, then out = Σ_t p_t·v_t
+/// in key order; each (sequence, head) is computed by one thread in a fixed order, so results
+/// do not depend on the batch or the thread count.
 func singleQueryAttention(_ out: UnsafeMutablePointer<Float>, ldo: Int, q: UnsafePointer<Float>, ldq: Int,
                           sequences: [AttentionSequence], shape: AttentionShape, scratch: UnsafeMutablePointer<Float>) {
     let H = shape.heads, HK = shape.kvHeads, D = shape.headDim, group = H / HK
