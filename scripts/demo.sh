@@ -42,8 +42,13 @@ done
 
 echo "== 2. on-policy distillation: chorus train $RECIPE =="
 "$BIN" train "$RECIPE"
-RUN=$(sed -nE 's/^dir = "\.\.\/(.*)"$/\1/p' "$RECIPE")
-[ -n "$RUN" ] || RUN=runs/demo/opd
+# The run directory: the recipe's [output] dir, relative to the recipe's own directory.
+RUN=$(sed -nE 's/^dir = "(.*)"$/\1/p' "$RECIPE" | head -n 1)
+case "$RUN" in
+  "") RUN=runs/demo/opd ;;
+  /*) ;;
+  *) RUN="$(dirname "$RECIPE")/$RUN" ;;
+esac
 
 echo "== 3. the distilled student =="
 json=$("$BIN" eval --model "$RUN/final" "${EVAL_ARGS[@]}")
