@@ -11,7 +11,7 @@ BIN="${1:?usage: opd_short_run.sh PATH/TO/chorus [STEPS]}"
 STEPS="${2:-100}"
 cd "$(dirname "$0")/.."
 OUT=runs/opd-short
-rm -rf "$OUT"
+rm -rf "$OUT" "$OUT-tight"
 EVAL=(--benchmark add3 --benchmark rev --k 8 --temperature 1 --max-tokens 6 --seed 1)
 echo "== before: chorus eval --model teachers/student"
 "$BIN" eval --model teachers/student "${EVAL[@]}"
