@@ -49,6 +49,7 @@ case "$RUN" in
   /*) ;;
   *) RUN="$(dirname "$RECIPE")/$RUN" ;;
 esac
+RUN=$(realpath -m --relative-to=. "$RUN" 2>/dev/null || printf '%s' "$RUN")
 
 echo "== 3. the distilled student =="
 json=$("$BIN" eval --model "$RUN/final" "${EVAL_ARGS[@]}")
