@@ -126,8 +126,9 @@ public final class ScoreCache: @unchecked Sendable {
     public func lookup(_ key: CacheKey, teacher: String? = nil, counted: Bool = true) -> ScoreRecord? {
         mutex.lock()
         defer { mutex.unlock() }
-        let before = counted ? nil : counters
-        defer { if let before { counters = before } }
+        func tally(_ label: String, _ update: (inout TeacherCounters) -> Void) {
+            if counted { update(&counters[label, default: TeacherCounters()]) }
+        }
         var label = teacher ?? teacherNames[key.fingerprint.bytes] ?? String(key.fingerprint.hex.prefix(16))
         var location = index[key.digest]
         if location == nil {
@@ -136,7 +137,7 @@ public final class ScoreCache: @unchecked Sendable {
             location = index[key.digest]
         }
         guard var location else {
-            counters[label, default: TeacherCounters()].misses += 1
+            tally(label) { $0.misses += 1 }
             return nil
         }
         if teacher == nil { label = location.summary.teacher }
@@ -148,14 +149,14 @@ public final class ScoreCache: @unchecked Sendable {
             resetIndex()
             try? refresh(writersExcluded: false)
             guard let moved = index[key.digest], let again = try? readFrame(moved) else {
-                counters[label, default: TeacherCounters()].misses += 1
+                tally(label) { $0.misses += 1 }
                 return nil
             }
             location = moved
             bytes = again
         } catch {
             onProblem("\(error) (key \(key.hex)); treated as a miss")
-            counters[label, default: TeacherCounters()].misses += 1
+            tally(label) { $0.misses += 1 }
             return nil
         }
         do {
@@ -164,7 +165,7 @@ public final class ScoreCache: @unchecked Sendable {
                 throw CacheError.corruptRecord(segment: segmentName(location.segment), offset: location.offset,
                                                detail: "record holds another key")
             }
-            counters[label, default: TeacherCounters()].hits += 1
+            tally(label) { $0.hits += 1 }
             teacherNames[key.fingerprint.bytes] = location.summary.teacher
             accessLog?.recordAccess(digest: key.digest)
             return record
@@ -176,8 +177,7 @@ public final class ScoreCache: @unchecked Sendable {
             }
             onProblem("\(message) (key \(key.hex)); treated as a miss")
             index[key.digest] = nil
-            counters[label, default: TeacherCounters()].misses += 1
-            counters[label, default: TeacherCounters()].corrupt += 1
+            tally(label) { $0.misses += 1; $0.corrupt += 1 }
             return nil
         }
     }
