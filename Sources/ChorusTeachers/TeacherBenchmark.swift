@@ -33,7 +33,8 @@ public enum TeacherBenchmark {
             let agg = try pool.makeAggregator(name: "arithmetic")
             let s = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
             out.append(("score_positions_per_s_\(K)_teacher\(K == 1 ? "" : "s")", positions / s))
-            // Every lookup misses: the teachers run and their top-20 scores are recorded.
+            // Every lookup misses: the teachers run, their top-20 scores are recorded, and the
+            // pool aggregates the rows rebuilt from them, as on a real miss (no disk, no codec).
             pool.store = MissingStore()
             let miss = try ModelBenchmark.time(minSeconds: minSeconds) { _ = try pool.score([group], aggregator: agg, progress: 0) }
             pool.store = nil
@@ -48,9 +49,11 @@ public enum TeacherBenchmark {
     }
 }
 
-/// A score store that never hits and keeps nothing (the cost of a cache miss, without disk).
+/// A score store that never hits and keeps nothing, but hands a stored response's scores back
+/// as given: the pool's work on a cache miss (score, record, aggregate the recorded rows)
+/// without disk or record codec.
 final class MissingStore: TeacherScoreStore {
     func lookup(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int]) -> [PositionScore]? { nil }
-    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws -> [PositionScore]? { nil }
+    func store(teacher: String, fingerprint: TeacherFingerprint, topK: Int, context: [Int], response: [Int], scores: [PositionScore]) throws -> [PositionScore]? { scores }
     func hitsAndMisses() -> [String: (hits: Int, misses: Int)] { [:] }
 }
