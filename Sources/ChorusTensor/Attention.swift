@@ -254,7 +254,9 @@ public func attentionBackward(
 // Every value below is a plain sum in a fixed order, independent of where a row sits in its
 // batch or block: a score is Σ_d q_d·k_jd in d order then × scale, an output element
 // Σ_j p_j·v_jd in j order. SIMD lanes and scalar tails do the same operations (no fused
-// multiply-add), so a decode step and a full forward give the same bits for the same row.
+// multiply-add), so a row gives the same bits whether it is scored in a full forward or on a
+// fork of its prefix's cache. (A decode step — one query per sequence, no lse — takes
+// `singleQueryAttention` instead, whose sums run in another order.)
 
 /// s_j = (Σ_d q_d · kᵀ[d][j]) · scale for j < valid. kt is (D, n) (keys transposed).
 @inline(__always)
