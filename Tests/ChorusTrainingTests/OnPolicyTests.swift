@@ -52,10 +52,9 @@ func makeOPDSetup(_ test: XCTestCase, steps: Int, extra: String = "") throws -> 
     return (dir, runFile)
 }
 
+/// The metrics rows of the setup's run, `dir/out` (`jsonRows`).
 func metricsRows(_ dir: URL) throws -> [[String: Any]] {
-    try String(contentsOf: dir.appendingPathComponent("out/metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
-        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
-    }
+    try jsonRows(dir.appendingPathComponent("out"))
 }
 
 /// Trains the setup's run file in-process into a fresh `dir/out` (removing an earlier run's),
